@@ -1,0 +1,368 @@
+"""The public method API: the one module of ColdBench that a method imports.
+
+A method is a ``Method`` subclass. The harness calls ``fit(view, budget)`` once, then ``predict(batch)`` on
+batches of cold users. Everything a method sees arrives through a ``TrainView`` (training interactions,
+counted against the budget, and validation cold users for model selection) or a ``ColdBatch`` (a cold
+user's support, source-domain history and what to predict). Query labels of test users never cross this
+API: the harness keeps them and computes every metric.
+
+Users and items are dense integer indices: ``0 .. n_users-1`` and ``0 .. n_items-1`` over all domains of the
+task, with ``view.item_domain[i]`` giving item ``i``'s domain index into ``view.domains``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Budget",
+    "BudgetExceeded",
+    "ColdBatch",
+    "Episode",
+    "Interactions",
+    "Method",
+    "TrainView",
+]
+
+FAMILIES = ("R", "L", "C")
+
+
+class BudgetExceeded(RuntimeError):
+    """A method asked for more than its budget allows (adaptation steps); the run is ``over_budget``."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Compute limits of one run, fixed by the task spec.
+
+    ``train_examples``: interactions the training view hands out during ``fit`` (batches and episodes).
+    ``adapt_steps``: gradient steps a method may take per cold user at prediction time.
+    ``wall_seconds``: wall-clock ceiling for fit plus prediction on the reference machine (2 CPU cores).
+    """
+
+    train_examples: int
+    adapt_steps: int
+    wall_seconds: float
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """A ragged set of interactions in flat form, sorted by ``user``.
+
+    ``user`` is a position in the enclosing batch (``0 .. B-1``) for batches and episodes, and a global user
+    index for ``TrainView.history``. ``rating`` is NaN for implicit data; ``ts`` is -1 when unknown.
+    """
+
+    user: np.ndarray
+    item: np.ndarray
+    rating: np.ndarray
+    ts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def counts(self, n_users: int) -> np.ndarray:
+        return np.bincount(self.user, minlength=n_users)
+
+    def padded(self, n_users: int, max_len: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Dense ``(items, ratings, mask)`` of shape ``(n_users, L)``, keeping each user's last ``L`` rows.
+
+        Padding items are 0 with mask False, so they can index an embedding table safely.
+        """
+        counts = self.counts(n_users)
+        width = int(counts.max(initial=0)) if max_len is None else max_len
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        index = np.arange(len(self.user)) - starts[self.user]
+        skip = np.maximum(counts - width, 0)[self.user]
+        keep = index >= skip
+        col = (index - skip)[keep]
+        items = np.zeros((n_users, width), dtype=np.int64)
+        ratings = np.zeros((n_users, width), dtype=np.float32)
+        mask = np.zeros((n_users, width), dtype=bool)
+        items[self.user[keep], col] = self.item[keep]
+        ratings[self.user[keep], col] = np.nan_to_num(self.rating[keep])
+        mask[self.user[keep], col] = True
+        return items, ratings, mask
+
+
+class _AdaptMeter:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def spend(self, steps: int) -> None:
+        if steps > self.limit:
+            raise BudgetExceeded(f"{steps} adaptation steps per user asked, budget is {self.limit}")
+        self.used = max(self.used, steps)
+
+
+@dataclass
+class ColdBatch:
+    """Cold users to predict for.
+
+    ``support``: the users' target-domain support (K per user; empty at K=0). ``history``: their
+    source-domain interactions from the training data. Family R asks for ratings of the pairs
+    (``query_user``, ``query_item``); families L and C ask for scores of every item in ``candidates``
+    (the target domain's items; the harness excludes each user's support items when ranking).
+    """
+
+    users: np.ndarray
+    support: Interactions
+    history: Interactions
+    query_user: np.ndarray | None = None
+    query_item: np.ndarray | None = None
+    candidates: np.ndarray | None = None
+    _meter: _AdaptMeter = field(default_factory=lambda: _AdaptMeter(0), repr=False)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @property
+    def wants_ratings(self) -> bool:
+        return self.query_item is not None
+
+    @property
+    def adapt_steps(self) -> int:
+        """The per-user adaptation budget."""
+        return self._meter.limit
+
+    def spend_adapt_steps(self, steps: int) -> None:
+        """Declare ``steps`` gradient steps per user before taking them; over the budget raises."""
+        self._meter.spend(steps)
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A meta-training episode over warm users: per-user support and query of fixed sizes, with labels.
+
+    Rows are sorted by user, so ``support.item.reshape(len(users), -1)`` is the support matrix.
+    """
+
+    users: np.ndarray
+    support: Interactions
+    query: Interactions
+    history: Interactions
+
+
+class TrainView:
+    """What a method may learn from, with every handed-out training example counted.
+
+    ``batches`` and ``episodes`` stop once ``budget.train_examples`` interactions were handed out or the wall
+    clock ceiling passed. ``history`` gives per-user interactions of one domain as input features (the same
+    rows ``batches`` serves; reading features is not training on them). ``validate`` scores a prediction
+    function on the validation cold users, the only data for model selection and early stopping.
+    """
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        family: str,
+        domains: tuple[str, ...],
+        source_domains: tuple[str, ...],
+        target_domain: str,
+        explicit: bool,
+        n_users: int,
+        item_domain: np.ndarray,
+        train: Interactions,
+        train_domain: np.ndarray,
+        budget: Budget,
+        validator: Callable[[Callable[[ColdBatch], np.ndarray]], float],
+        deadline: float,
+    ) -> None:
+        self.task_id = task_id
+        self.family = family
+        self.domains = domains
+        self.source_domains = source_domains
+        self.target_domain = target_domain
+        self.explicit = explicit
+        self.n_users = n_users
+        self.n_items = len(item_domain)
+        self.item_domain = item_domain
+        self.budget = budget
+        self._train = train
+        self._train_domain = train_domain
+        self._validator = validator
+        self._deadline = deadline
+        self.examples_used = 0
+        self.timed_out = False
+        self._history_cache: dict[str, Interactions] = {}
+
+    # -- facts -----------------------------------------------------------------------------------------
+    @property
+    def n_train(self) -> int:
+        return len(self._train)
+
+    def domain_index(self, domain: str) -> int:
+        return self.domains.index(domain)
+
+    def items_of(self, domain: str) -> np.ndarray:
+        return np.flatnonzero(self.item_domain == self.domain_index(domain))
+
+    @property
+    def examples_left(self) -> int:
+        return max(self.budget.train_examples - self.examples_used, 0)
+
+    def _take(self, n: int) -> int:
+        """Charge up to ``n`` examples; returns how many may be handed out."""
+        if time.monotonic() > self._deadline:
+            self.timed_out = True
+            return 0
+        granted = min(n, self.examples_left)
+        self.examples_used += granted
+        return granted
+
+    # -- data ------------------------------------------------------------------------------------------
+    def _rows(self, domain: str | None) -> np.ndarray:
+        if domain is None:
+            return np.arange(len(self._train))
+        return np.flatnonzero(self._train_domain == self.domain_index(domain))
+
+    def batches(
+        self, batch_size: int, rng: np.random.Generator, domain: str | None = None, shuffle: bool = True
+    ) -> Iterator[Interactions]:
+        """One pass over the training rows (of ``domain``, or all), in batches; stops at the budget."""
+        rows = self._rows(domain)
+        if shuffle:
+            rows = rng.permutation(rows)
+        for start in range(0, len(rows), batch_size):
+            granted = self._take(min(batch_size, len(rows) - start))
+            if granted == 0:
+                return
+            yield self._select(rows[start : start + granted])
+
+    def history(self, domain: str) -> Interactions:
+        """All training interactions of ``domain``, sorted by (user, ts, item), ``user`` = global index."""
+        if domain not in self._history_cache:
+            self._history_cache[domain] = self._select(self._rows(domain))
+        return self._history_cache[domain]
+
+    def episodes(
+        self,
+        n_users: int,
+        support_size: int,
+        query_size: int,
+        rng: np.random.Generator,
+        domain: str | None = None,
+    ) -> Iterator[Episode]:
+        """Meta-training episodes from users with enough interactions in ``domain`` (default: the target).
+
+        Each user's rows are shuffled, then split into ``support_size`` support and ``query_size`` query
+        rows; ``history`` holds the user's interactions in the source domains. One pass over the eligible
+        users in a random order; stops at the budget.
+        """
+        domain = domain or self.target_domain
+        rows = self._rows(domain)
+        need = support_size + query_size
+        users = self._train.user[rows]
+        counts = np.bincount(users, minlength=self.n_users)
+        eligible = np.flatnonzero(counts >= need)
+        order = rng.permutation(eligible)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        for begin in range(0, len(order), n_users):
+            chosen = order[begin : begin + n_users]
+            granted = self._take(len(chosen) * need) // need
+            if granted == 0:
+                return
+            chosen = np.sort(chosen[:granted])
+            # a random `need` of each chosen user's rows, without a Python loop over users
+            keys = rng.random((len(chosen), int(counts[chosen].max())))
+            keys[np.arange(keys.shape[1])[None, :] >= counts[chosen][:, None]] = np.inf
+            picks = np.argsort(keys, axis=1, kind="stable")[:, :need]
+            picked = rows[starts[chosen][:, None] + picks]
+            sup = self._select(picked[:, :support_size].ravel(), positions=len(chosen))
+            qry = self._select(picked[:, support_size:].ravel(), positions=len(chosen))
+            yield Episode(chosen, sup, qry, self.batch_history(chosen))
+
+    def batch_history(self, users: np.ndarray) -> Interactions:
+        """Source-domain interactions of ``users`` (sorted), with ``user`` = position in ``users``."""
+        parts = [self.history(d) for d in self.source_domains]
+        user = np.concatenate([p.user for p in parts])
+        order = np.lexsort(
+            (np.concatenate([p.item for p in parts]), np.concatenate([p.ts for p in parts]), user)
+        )
+        merged = Interactions(
+            user[order],
+            np.concatenate([p.item for p in parts])[order],
+            np.concatenate([p.rating for p in parts])[order],
+            np.concatenate([p.ts for p in parts])[order],
+        )
+        pos = np.full(self.n_users, -1)
+        pos[users] = np.arange(len(users))
+        keep = pos[merged.user] >= 0
+        return Interactions(pos[merged.user[keep]], merged.item[keep], merged.rating[keep], merged.ts[keep])
+
+    def _select(self, rows: np.ndarray, positions: int | None = None) -> Interactions:
+        t = self._train
+        user = t.user[rows]
+        if positions is not None:
+            user = np.repeat(np.arange(positions), len(rows) // max(positions, 1))
+        else:
+            order = np.lexsort((t.item[rows], t.ts[rows], user))
+            rows, user = rows[order], user[order]
+        return Interactions(user, t.item[rows], t.rating[rows], t.ts[rows])
+
+    # -- model selection ------------------------------------------------------------------------------
+    def validate(self, predict: Callable[[ColdBatch], np.ndarray]) -> float:
+        """Score ``predict`` on the validation cold users; higher is better.
+
+        Family R returns minus the MAE, families L and C the NDCG@10, both computed by the harness.
+        """
+        return self._validator(predict)
+
+
+class Method:
+    """Base class of every method. Subclasses set the class attributes and implement ``fit`` and ``predict``.
+
+    ``families``: the task families the method supports. ``summary``: one line for listings. ``paper``: the
+    reference. Default hyper-parameters live in a TOML file next to the module (``<module>.toml``) with one
+    table per family (``[R]``, ``[L]``, ``[C]``) over an optional ``[default]`` table.
+    """
+
+    families: ClassVar[tuple[str, ...]] = FAMILIES
+    summary: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+
+    def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
+        self.config = config
+        self.seed = seed
+        self.device = torch.device(device)
+
+    @classmethod
+    def default_config(cls, family: str) -> dict[str, Any]:
+        path = Path(inspect.getfile(cls)).with_suffix(".toml")
+        if not path.is_file():
+            return {}
+        tables = tomllib.loads(path.read_text())
+        return {**tables.get("default", {}), **tables.get(family, {})}
+
+    def fit(self, view: TrainView, budget: Budget) -> None:
+        raise NotImplementedError
+
+    def predict(self, batch: ColdBatch) -> np.ndarray:
+        """Ratings aligned with ``batch.query_item`` (family R), else scores of shape (B, n_candidates)."""
+        raise NotImplementedError
+
+    def modules(self) -> list[torch.nn.Module]:
+        """The torch modules holding the learned parameters (for parameter counts and FLOP estimates)."""
+        return [v for v in vars(self).values() if isinstance(v, torch.nn.Module)]
+
+    def flops_per_example(self) -> float:
+        """Training FLOPs per handed-out example: 6 x (dense parameters + one row of each embedding table)."""
+        total = 0
+        for module in self.modules():
+            for sub in module.modules():
+                if isinstance(sub, torch.nn.Embedding):
+                    total += sub.embedding_dim
+                elif not list(sub.children()):
+                    total += sum(p.numel() for p in sub.parameters(recurse=False))
+        return 6.0 * total

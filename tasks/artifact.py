@@ -1,0 +1,203 @@
+"""Split artifacts: ``<out>/<task_id>/`` with Parquet tables and a ``manifest.json``, immutable and verified.
+
+The manifest holds the spec, counts, source checksums, builder version, ``files`` (name -> sha256 of the
+bytes, checked on every load) and ``content`` (name -> sha256 of the rows in a canonical serialization that
+does not depend on the Parquet writer). ``split_hash`` is the sha256 over the task id and the content
+digests: the same split gives the same hash on any machine and library version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks import catalog
+from tasks.cache import default_cache_dir, write_json_atomic
+from tasks.checksums import require_verified, sha256_file
+from tasks.schema import ARROW_SCHEMA, COLUMNS, DataError, canonical
+from tasks.spec import TaskSpec
+from tasks.split import (
+    TABLES,
+    sample_negatives,
+    split_leave_one_domain_out,
+    split_published,
+    split_rating_transfer,
+)
+
+BUILDER_VERSION = 1
+MANIFEST = "manifest.json"
+NEGATIVES_SCHEMA = pa.schema(
+    [("user", pa.string()), ("item", pa.string()), ("negatives", pa.list_(pa.string()))]
+)
+
+
+def default_task_dir() -> Path:
+    return default_cache_dir() / "tasks"
+
+
+def content_digest(frame: pd.DataFrame) -> str:
+    """sha256 of the rows, column by column, in a serialization fixed by this function alone."""
+    digest = hashlib.sha256()
+    for name in frame.columns:
+        column = frame[name]
+        digest.update(f"\x00{name}\x00".encode())
+        if name == "negatives":
+            digest.update("\n".join(" ".join(v) for v in column).encode())
+        elif name in ("rating",):
+            values = column.to_numpy(dtype=np.float64).copy()
+            values[np.isnan(values)] = np.nan  # one NaN bit pattern
+            digest.update(values.astype("<f8").tobytes())
+        elif name == "ts":
+            digest.update(column.fillna(-1).to_numpy(dtype=np.int64).astype("<i8").tobytes())
+        else:
+            digest.update("\n".join(column.astype(str).tolist()).encode())
+    return digest.hexdigest()
+
+
+def split_hash(task_id: str, content: dict[str, str]) -> str:
+    text = json.dumps({"task": task_id, "content": content}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def make_tables(spec: TaskSpec, data_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict]:
+    """The task's tables, the source checksums and dedup counts (no files written)."""
+    dataset = catalog.DATASETS[spec.dataset]
+    if spec.family == "C":
+        sums = require_verified(data_dir, list(dataset.files), catalog.HINT)
+        short = {d: s for s, (_, d) in catalog.CDRIB_FOLDERS.items()}
+        target = catalog.cdrib_split(data_dir, short[spec.target])
+        source = catalog.cdrib_split(data_dir, short[spec.source[0]])
+        tables = split_published(target, source, spec)
+        everything = pd.concat(list(target.values()))
+        tables["negatives"] = sample_negatives(tables["query"], everything["item"].unique(), everything, spec)
+        return tables, sums, {}
+    loaded = catalog.load(spec.dataset, data_dir)
+    split = split_rating_transfer if spec.family == "R" else split_leave_one_domain_out
+    return split(loaded.table, spec), loaded.checksums, loaded.duplicate_rows_removed
+
+
+def counts_of(tables: dict[str, pd.DataFrame], spec: TaskSpec) -> dict[str, int]:
+    """Counts recorded in the manifest (a test re-derives them from the tables)."""
+    train = tables["train"]
+    target_items = pd.concat(
+        [t[t["domain"] == spec.target]["item"] for n, t in tables.items() if n in TABLES]
+    )
+    out = {f"{name}_rows": len(tables[name]) for name in TABLES}
+    out |= {
+        "train_users": int(train["user"].nunique()),
+        "test_users": int(pd.concat([tables["support"]["user"], tables["query"]["user"]]).nunique()),
+        "valid_users": int(
+            pd.concat([tables["valid_support"]["user"], tables["valid_query"]["user"]]).nunique()
+        ),
+        "target_items": int(target_items.nunique()),
+    }
+    if "negatives" in tables:
+        out["negatives_rows"] = len(tables["negatives"])
+    return out
+
+
+def _write_table(frame: pd.DataFrame, path: Path) -> None:
+    schema = NEGATIVES_SCHEMA if "negatives" in frame.columns else ARROW_SCHEMA
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    pq.write_table(table, path, compression="zstd")
+
+
+def build(spec: TaskSpec, data_dir: Path, out: Path, force: bool = False) -> dict:
+    """Build (or reuse) the artifact of ``spec`` under ``out``; returns its manifest.
+
+    An existing artifact is reused when it verifies and was built from the same spec, sources and builder
+    version. Files are written to a temporary folder that is renamed into place at the end, so a killed
+    build leaves no half-written artifact.
+    """
+    folder = out / spec.id
+    if folder.exists() and not force:
+        try:
+            manifest = verify(folder)
+        except DataError:
+            manifest = None
+        if (
+            manifest is not None
+            and manifest["spec"] == spec.to_dict()
+            and (manifest["builder_version"] == BUILDER_VERSION)
+        ):
+            sums = require_verified(data_dir, list(catalog.DATASETS[spec.dataset].files), catalog.HINT)
+            if manifest["source_checksums"] == sums:
+                return manifest
+    tables, sums, removed = make_tables(spec, data_dir)
+    tmp = out / f".{spec.id}.building"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    files, content = {}, {}
+    for name, frame in sorted(tables.items()):
+        path = tmp / f"{name}.parquet"
+        _write_table(frame, path)
+        files[path.name] = sha256_file(path)
+        content[name] = content_digest(frame)
+    manifest = {
+        "task_id": spec.id,
+        "spec": spec.to_dict(),
+        "builder_version": BUILDER_VERSION,
+        "source_checksums": sums,
+        "duplicate_rows_removed": removed,
+        "counts": counts_of(tables, spec),
+        "files": files,
+        "content": content,
+        "split_hash": split_hash(spec.id, content),
+    }
+    write_json_atomic(manifest, tmp / MANIFEST)
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    return manifest
+
+
+def verify(folder: Path) -> dict:
+    """Check every file of an artifact against its manifest; return the manifest or raise DataError."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{path}: no manifest; build the task with `coldbench tasks build`")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: unreadable manifest ({exc}); rebuild with --force") from exc
+    for name, expected in manifest["files"].items():
+        file = folder / name
+        if not file.is_file():
+            raise DataError(f"{file}: missing from the artifact; rebuild with --force")
+        if sha256_file(file) != expected:
+            raise DataError(
+                f"{file}: sha256 differs from {path}; the artifact was modified, rebuild with --force"
+            )
+    if split_hash(manifest["task_id"], manifest["content"]) != manifest["split_hash"]:
+        raise DataError(f"{path}: split_hash does not match its content digests; rebuild with --force")
+    return manifest
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A loaded, verified artifact."""
+
+    manifest: dict
+    tables: dict[str, pd.DataFrame]
+
+    @property
+    def split_hash(self) -> str:
+        return self.manifest["split_hash"]
+
+
+def load(folder: Path) -> TaskData:
+    manifest = verify(folder)
+    tables = {}
+    for name in manifest["files"]:
+        frame = pq.read_table(folder / name).to_pandas()
+        key = name.removesuffix(".parquet")
+        tables[key] = frame if key == "negatives" else canonical(frame[list(COLUMNS)])
+    return TaskData(manifest, tables)
