@@ -196,6 +196,7 @@ class TrainView:
         self.examples_used = 0
         self.timed_out = False
         self._history_cache: dict[str, Interactions] = {}
+        self._source_history: tuple[Interactions, np.ndarray, np.ndarray] | None = None
 
     # -- facts -----------------------------------------------------------------------------------------
     @property
@@ -285,21 +286,26 @@ class TrainView:
 
     def batch_history(self, users: np.ndarray) -> Interactions:
         """Source-domain interactions of ``users`` (sorted), with ``user`` = position in ``users``."""
-        parts = [self.history(d) for d in self.source_domains]
-        user = np.concatenate([p.user for p in parts])
-        order = np.lexsort(
-            (np.concatenate([p.item for p in parts]), np.concatenate([p.ts for p in parts]), user)
-        )
-        merged = Interactions(
-            user[order],
-            np.concatenate([p.item for p in parts])[order],
-            np.concatenate([p.rating for p in parts])[order],
-            np.concatenate([p.ts for p in parts])[order],
-        )
-        pos = np.full(self.n_users, -1)
-        pos[users] = np.arange(len(users))
-        keep = pos[merged.user] >= 0
-        return Interactions(pos[merged.user[keep]], merged.item[keep], merged.rating[keep], merged.ts[keep])
+        if self._source_history is None:  # merged and sorted once: episodes call this for every batch
+            parts = [self.history(d) for d in self.source_domains]
+            user = np.concatenate([p.user for p in parts])
+            order = np.lexsort(
+                (np.concatenate([p.item for p in parts]), np.concatenate([p.ts for p in parts]), user)
+            )
+            merged = Interactions(
+                user[order],
+                np.concatenate([p.item for p in parts])[order],
+                np.concatenate([p.rating for p in parts])[order],
+                np.concatenate([p.ts for p in parts])[order],
+            )
+            counts = merged.counts(self.n_users)
+            self._source_history = (merged, np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+        merged, starts, counts = self._source_history
+        n = counts[users]
+        # rows of users[0], then users[1], ...: sorted by position whatever the order of ``users``
+        rows = np.repeat(starts[users] - np.concatenate([[0], np.cumsum(n)[:-1]]), n) + np.arange(n.sum())
+        position = np.repeat(np.arange(len(users)), n)
+        return Interactions(position, merged.item[rows], merged.rating[rows], merged.ts[rows])
 
     def _select(self, rows: np.ndarray, positions: int | None = None) -> Interactions:
         t = self._train

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from benchmark.registry import RegistryError
 from tasks.schema import DataError
 
 COMMANDS = ("data", "tasks", "methods", "run", "bench", "leaderboard")
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DataError, UsageError) as exc:
+    except (DataError, UsageError, RegistryError) as exc:
         print(f"coldbench: error: {exc}", file=sys.stderr)
         return 2
 

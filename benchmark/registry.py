@@ -1,0 +1,43 @@
+"""Method lookup: the in-repo registry (``methods.REGISTRY``) plus the ``coldbench.methods`` entry points."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from benchmark.api import Method
+from methods import REGISTRY
+
+ENTRY_POINT_GROUP = "coldbench.methods"
+
+
+class RegistryError(LookupError):
+    """An unknown, duplicate or broken method registration; the message names it."""
+
+
+def available() -> dict[str, str]:
+    """Every registered method name -> ``module:Class``, sorted by name."""
+    found = dict(REGISTRY)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in found:
+            raise RegistryError(
+                f"method name {ep.name!r} is registered twice: {found[ep.name]} and entry point {ep.value}"
+                f" (group {ENTRY_POINT_GROUP})"
+            )
+        found[ep.name] = ep.value
+    return dict(sorted(found.items()))
+
+
+def load_method(name: str) -> type[Method]:
+    registry = available()
+    if name not in registry:
+        raise RegistryError(f"unknown method {name!r}; registered: {', '.join(registry)}")
+    target = registry[name]
+    module_name, _, attr = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise RegistryError(f"method {name!r}: cannot load {target} ({exc})") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise RegistryError(f"method {name!r}: {target} is not a benchmark.api.Method subclass")
+    return cls

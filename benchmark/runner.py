@@ -1,0 +1,278 @@
+"""One cell of the grid: (task, method, seed, config) -> a run record, per-user metrics, predictions.
+
+The record is written last and atomically, so a run killed midway leaves no record and ``bench`` re-runs it.
+A method that raises, returns NaN or the wrong shape yields a ``failed`` record with the error; one that asks
+for more adaptation steps than allowed yields ``over_budget``; one past the wall-clock ceiling ``timeout``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import platform
+import resource
+import shlex
+import subprocess
+import time
+import tomllib
+import traceback
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from benchmark import harness, metrics
+from benchmark.api import Budget, BudgetExceeded, Method, TrainView
+from benchmark.records import (
+    BudgetUse,
+    Code,
+    Env,
+    MethodRef,
+    RunRecord,
+    TaskRef,
+    Timing,
+    record_path,
+    write_record,
+)
+from benchmark.registry import load_method
+from benchmark.seeding import seed_everything
+from tasks import artifact
+from tasks.cache import write_parquet_atomic
+from tasks.spec import TaskSpec, get_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def code_info() -> Code:
+    """Package version (what decides whether a finished cell is current) and the git commit (provenance)."""
+    try:
+        pkg = version("coldbench")
+    except PackageNotFoundError:
+        pkg = "0+unknown"
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "benchmark", "methods", "tasks"))
+    return Code(version=pkg, commit=commit, dirty=dirty)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def env_info(threads: int, device: str) -> Env:
+    return Env(
+        python=platform.python_version(),
+        torch=torch.__version__,
+        numpy=np.__version__,
+        pandas=pd.__version__,
+        platform=platform.platform(),
+        cpu=cpu_model(),
+        threads=threads,
+        device=device,
+    )
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def resolve_config(cls: type[Method], family: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    base = cls.default_config(family)
+    unknown = sorted(set(overrides) - set(base))
+    if unknown and base:
+        raise KeyError(f"unknown config key(s) {unknown} for this method; known: {sorted(base)}")
+    return {**base, **overrides}
+
+
+@dataclass
+class Outcome:
+    """What one fit + evaluation produced, before anything is written."""
+
+    status: str
+    error: str | None
+    evaluation: harness.Evaluation | None
+    view: TrainView
+    method: Method | None
+    budget: Budget
+    fit_seconds: float
+    wall_seconds: float
+
+
+def execute(
+    enc: harness.EncodedTask,
+    cls: type[Method],
+    config: dict[str, Any],
+    seed: int,
+    device: str = "cpu",
+    keep_predictions: bool = False,
+) -> Outcome:
+    """Fit on the view, predict for the test cold users, score; every failure becomes a status."""
+    budget = harness.budget_of(enc.spec, len(enc.tables["train"].rows))
+    start = time.perf_counter()
+    view = harness.make_view(enc, budget, deadline=time.monotonic() + budget.wall_seconds)
+    method: Method | None = None
+    status, error = "ok", None
+    fit_s = 0.0
+    evaluation: harness.Evaluation | None = None
+    try:
+        method = cls(config, seed, device)
+        method.fit(view, budget)
+        fit_s = time.perf_counter() - start
+        evaluation = harness.evaluate(
+            enc,
+            view,
+            method.predict,
+            "support",
+            "query",
+            budget.adapt_steps,
+            keep_predictions=keep_predictions,
+        )
+    except BudgetExceeded as exc:
+        status, error = "over_budget", str(exc)
+    except Exception as exc:  # a method's failure becomes a failed record, never a crash of the suite
+        status = "failed"
+        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+    fit_s = fit_s or time.perf_counter() - start
+    wall = time.perf_counter() - start
+    if status == "ok" and (view.timed_out or wall > budget.wall_seconds):
+        status, error = "timeout", f"wall clock {wall:.1f}s over the {budget.wall_seconds:.0f}s ceiling"
+    return Outcome(status, error, evaluation if status == "ok" else None, view, method, budget, fit_s, wall)
+
+
+@dataclass
+class CellResult:
+    record: RunRecord
+    path: Path
+
+
+def run_cell(
+    task_id: str,
+    method_name: str,
+    seed: int,
+    data_dir: Path,
+    out: Path,
+    overrides: dict[str, Any] | None = None,
+    save_predictions: bool = False,
+    device: str = "cpu",
+    tasks_dir: Path | None = None,
+    threads: int | None = None,
+    command: str | None = None,
+) -> CellResult:
+    """Run one cell and write its record (always, whatever the status) under ``out``."""
+    started_at = now()
+    spec: TaskSpec = get_spec(task_id)
+    cls = load_method(method_name)
+    if spec.family not in cls.families:
+        raise ValueError(f"method {method_name!r} supports families {cls.families}, not {spec.family}")
+    config = resolve_config(cls, spec.family, overrides or {})
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: torch sees no CUDA device here; use --device cpu")
+    threads = seed_everything(seed, threads)
+    manifest = artifact.build(spec, data_dir, tasks_dir or artifact.default_task_dir())
+    enc = harness.encode(artifact.load((tasks_dir or artifact.default_task_dir()) / spec.id), spec)
+    outcome = execute(enc, cls, config, seed, device, keep_predictions=save_predictions)
+    status, error, evaluation, view = outcome.status, outcome.error, outcome.evaluation, outcome.view
+    budget, fit_s, wall = outcome.budget, outcome.fit_seconds, outcome.wall_seconds
+    modules = outcome.method.modules() if outcome.method is not None else []
+
+    path = record_path(out, spec.id, method_name, seed)
+    artifacts: dict[str, str] = {}
+    if evaluation is not None and status == "ok":
+        users_file = path.with_name(f"seed-{seed}.users.parquet")
+        frame = pd.DataFrame({"user": enc.users[evaluation.users], **evaluation.per_user})
+        write_parquet_atomic(frame, users_file)
+        artifacts["per_user"] = users_file.name
+        if save_predictions and evaluation.predictions is not None:
+            pred_file = path.with_name(f"seed-{seed}.predictions.parquet")
+            write_parquet_atomic(evaluation.predictions, pred_file)
+            artifacts["predictions"] = pred_file.name
+    reported = {m: float(evaluation.pooled[m]) for m in spec.metrics} if evaluation and status == "ok" else {}
+    n_params = sum(p.numel() for m in modules for p in m.parameters())
+    record = RunRecord(
+        task=TaskRef(
+            id=spec.id,
+            family=spec.family,
+            split_hash=manifest["split_hash"],
+            k=spec.k,
+            beta=spec.beta,
+            source=list(spec.source),
+            target=spec.target,
+        ),
+        method=MethodRef(
+            name=method_name, config=config, config_hash=config_hash(config), paper=cls.paper or ""
+        ),
+        seed=seed,
+        status=status,
+        metrics=reported,
+        metric_directions={m: metrics.METRICS[m].direction for m in reported},
+        validation_score=getattr(outcome.method, "validation_score", None),
+        n_eval_users=len(evaluation.users) if evaluation else 0,
+        budget=BudgetUse(
+            train_examples_limit=budget.train_examples,
+            train_examples_used=view.examples_used,
+            adapt_steps_limit=budget.adapt_steps,
+            adapt_steps_used=evaluation.adapt_steps_used if evaluation else 0,
+            wall_seconds_limit=budget.wall_seconds,
+            wall_seconds_used=round(wall, 3),
+        ),
+        timing=Timing(
+            fit=round(fit_s, 3),
+            adapt=round(evaluation.seconds_predict, 3) if evaluation else 0.0,
+            eval=round(evaluation.seconds_eval, 3) if evaluation else 0.0,
+        ),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        n_params=int(n_params),
+        train_flops_estimate=float(
+            outcome.method.flops_per_example() * view.examples_used if outcome.method is not None else 0.0
+        ),
+        env=env_info(threads, device),
+        code=code_info(),
+        command=command
+        or shlex.join(["coldbench", "run", "--method", method_name, "--task", spec.id, "--seed", str(seed)]),
+        started_at=started_at,
+        finished_at=now(),
+        error=error,
+        artifacts=artifacts,
+    )
+    write_record(record, path)
+    return CellResult(record, path)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values parse as TOML scalars (``lr=0.01``, ``backend=l2l`` or quoted)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {pair!r}: expected key=value")
+        try:
+            out[key] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = raw
+    return out
+
+
+__all__ = ["CellResult", "Outcome", "config_hash", "execute", "parse_overrides", "run_cell"]
