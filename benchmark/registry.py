@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from benchmark.api import Method
 from methods import REGISTRY
 
 ENTRY_POINT_GROUP = "coldbench.methods"
@@ -28,7 +27,7 @@ def available() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def load_method(name: str) -> type[Method]:
+def load_method(name: str) -> type:
     registry = available()
     if name not in registry:
         raise RegistryError(f"unknown method {name!r}; registered: {', '.join(registry)}")
@@ -38,6 +37,8 @@ def load_method(name: str) -> type[Method]:
         cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise RegistryError(f"method {name!r}: cannot load {target} ({exc})") from exc
+    from benchmark.api import Method  # imports torch: only when a method is actually loaded
+
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise RegistryError(f"method {name!r}: {target} is not a benchmark.api.Method subclass")
     return cls

@@ -107,6 +107,21 @@ def resolve_config(cls: type[Method], family: str, overrides: dict[str, Any]) ->
     return {**base, **overrides}
 
 
+_ENCODED: dict[tuple[Path, str], harness.EncodedTask] = {}
+
+
+def encoded_task(folder: Path, split_hash: str, spec: TaskSpec) -> harness.EncodedTask:
+    """Load, verify and encode an artifact once per worker process (bench cells come sorted by task)."""
+    key = (folder, split_hash)
+    if key not in _ENCODED:
+        enc = harness.encode(artifact.load(folder), spec)
+        if enc.split_hash != split_hash:
+            raise ValueError(f"{folder}: split hash changed while loading")
+        _ENCODED.clear()
+        _ENCODED[key] = enc
+    return _ENCODED[key]
+
+
 @dataclass
 class Outcome:
     """What one fit + evaluation produced, before anything is written."""
@@ -141,6 +156,8 @@ def execute(
         method = cls(config, seed, device)
         method.fit(view, budget)
         fit_s = time.perf_counter() - start
+        if view.timed_out or fit_s > budget.wall_seconds:
+            raise TimeoutError(f"fit ran past the {budget.wall_seconds:.0f}s wall-clock ceiling")
         evaluation = harness.evaluate(
             enc,
             view,
@@ -152,6 +169,8 @@ def execute(
         )
     except BudgetExceeded as exc:
         status, error = "over_budget", str(exc)
+    except TimeoutError as exc:
+        status, error = "timeout", str(exc)
     except Exception as exc:  # a method's failure becomes a failed record, never a crash of the suite
         status = "failed"
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
@@ -191,8 +210,9 @@ def run_cell(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: torch sees no CUDA device here; use --device cpu")
     threads = seed_everything(seed, threads)
-    manifest = artifact.build(spec, data_dir, tasks_dir or artifact.default_task_dir())
-    enc = harness.encode(artifact.load((tasks_dir or artifact.default_task_dir()) / spec.id), spec)
+    tasks_dir = tasks_dir or artifact.default_task_dir()
+    manifest = artifact.build(spec, data_dir, tasks_dir)
+    enc = encoded_task(tasks_dir / spec.id, manifest["split_hash"], spec)
     outcome = execute(enc, cls, config, seed, device, keep_predictions=save_predictions)
     status, error, evaluation, view = outcome.status, outcome.error, outcome.evaluation, outcome.view
     budget, fit_s, wall = outcome.budget, outcome.fit_seconds, outcome.wall_seconds

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from benchmark.cli import UsageError
 from benchmark.registry import RegistryError
-from benchmark.runner import parse_overrides, run_cell
 from tasks.catalog import resolve_data_dir
 
 
@@ -37,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from benchmark.runner import parse_overrides, run_cell  # torch: imported only when running
+
     try:
         overrides = parse_overrides(args.overrides)
         result = run_cell(

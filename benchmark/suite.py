@@ -1,0 +1,59 @@
+"""Suites (``benchmark/suites/*.toml``) expand into grid cells: (task, method, seed) a method supports."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from benchmark.registry import available, load_method
+from tasks.schema import DataError
+from tasks.spec import all_specs
+
+SUITE_DIR = Path(str(resources.files("benchmark") / "suites"))
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    task: str
+    method: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    seeds: tuple[int, ...]
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...]
+
+
+def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
+    """A suite by name (``benchmark/suites/<name>.toml``) or by the path of a ``.toml`` file."""
+    path = Path(name) if name.endswith(".toml") else suite_dir / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(p.stem for p in sorted(suite_dir.glob("*.toml")))
+        raise DataError(f"unknown suite {name!r} (no {path}); known: {known}")
+    data = tomllib.loads(path.read_text())
+    specs = all_specs()
+    tasks = tuple(specs) if data["tasks"] == "all" else tuple(data["tasks"])
+    unknown = [t for t in tasks if t not in specs]
+    if unknown:
+        raise DataError(f"{path}: unknown task(s) {unknown}")
+    methods = tuple(available()) if data["methods"] == "all" else tuple(data["methods"])
+    return Suite(data["name"], tuple(int(s) for s in data["seeds"]), tasks, methods)
+
+
+def cells(suite: Suite, methods: list[str] | None = None) -> list[Cell]:
+    """Every (task, method, seed) of the suite whose family the method supports, sorted."""
+    chosen = methods or list(suite.methods)
+    specs = all_specs()
+    families = {m: load_method(m).families for m in chosen}
+    return sorted(
+        Cell(t, m, s)
+        for t in suite.tasks
+        for m in chosen
+        for s in suite.seeds
+        if specs[t].family in families[m]
+    )
