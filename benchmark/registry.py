@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from importlib.metadata import entry_points
 
 from methods import REGISTRY
@@ -14,10 +15,20 @@ class RegistryError(LookupError):
     """An unknown, duplicate or broken method registration; the message names it."""
 
 
+NAME = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
+
+
 def available() -> dict[str, str]:
-    """Every registered method name -> ``module:Class``, sorted by name."""
+    """Every registered method name -> ``module:Class``, sorted by name.
+
+    Names are lower-case letters, digits and ``. _ + -``: they become folder names of run records.
+    """
     found = dict(REGISTRY)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if not NAME.match(ep.name):
+            raise RegistryError(
+                f"entry point {ep.name!r} ({ep.value}): method names must match {NAME.pattern}"
+            )
         if ep.name in found:
             raise RegistryError(
                 f"method name {ep.name!r} is registered twice: {found[ep.name]} and entry point {ep.value}"

@@ -25,6 +25,7 @@ def fake_distribution(root: Path, name: str, entry_points: dict[str, str]) -> No
 
 def test_every_registry_line_loads_a_method_class() -> None:
     for name in REGISTRY:
+        assert registry.NAME.match(name)
         assert issubclass(registry.load_method(name), Method)
 
 
@@ -63,3 +64,12 @@ def test_installed_plugin_package_shows_up_in_methods_list(capsys: pytest.Captur
     assert rows["item-median"]["class"] == "coldbench_example_plugin:ItemMedian"
     assert set(REGISTRY) <= set(rows)
     assert sys.modules["coldbench_example_plugin"]
+
+
+def test_a_method_name_that_cannot_be_a_folder_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_distribution(tmp_path, "slash_plugin", {"a/b": "slash_plugin:Thing"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(registry.RegistryError, match="method names must match"):
+        registry.available()

@@ -60,8 +60,8 @@ def _bench(args: argparse.Namespace) -> int:
     for line in summary.crashed:
         print(f"  crashed (no record, re-run next time): {line}", file=sys.stderr)
     if not args.no_leaderboard:
-        site = args.site or args.results.parent
-        code = main(["leaderboard", "build", "--results", str(args.results), "--out", str(site)])
+        extra = ["--markdown", str(args.markdown)] if args.markdown else []
+        code = main(["leaderboard", "build", "--results", str(args.results), "--out", str(args.site), *extra])
         if code:
             return code
     return 1 if summary.crashed else 0

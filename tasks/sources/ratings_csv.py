@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.schema import DataError, canonical, check_ratings, deduplicate
-from tasks.sources.text import read_delimited, require_ids, to_float, to_int
+from tasks.sources.text import read_delimited, require_values, to_float, to_int
 
 COLUMN_ORDER = {
     "2014": ["user", "item", "rating", "timestamp"],
@@ -30,7 +30,7 @@ def read_ratings_csv(path: Path, domain: str, edition: str) -> pd.DataFrame:
     if edition not in COLUMN_ORDER:
         raise DataError(f"{path}: unknown edition {edition!r}; expected one of {sorted(COLUMN_ORDER)}")
     table = read_delimited(path, COLUMN_ORDER[edition], ",", header=False)
-    require_ids(table, ["user", "item"], path, 0)
+    require_values(table, ["user", "item"], path, 0)
     rating = to_float(table["rating"], path, "rating", 0)
     check_ratings(rating, str(path))
     ts = to_int(table["timestamp"], path, "timestamp", 0)

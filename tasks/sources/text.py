@@ -51,8 +51,10 @@ def read_delimited(path: Path, names: list[str], delimiter: str, header: bool) -
     """
     data = read_bytes(path)
     end = len(data)
-    while end > 0 and data[end - 1 : end] in (b"\n", b"\r", b" ", b"\t"):
+    while end > 0 and data[end - 1 : end] in (b"\n", b"\r"):  # trailing blank lines, never a field
         end -= 1
+    if header and data.find(b"\n", 0, end) < 0:
+        raise DataError(f"{path}: file has no data rows")
     buffer = pa.py_buffer(memoryview(data)[:end])
     try:
         table = _parse_delimited(buffer, path, names, delimiter, header, use_threads=True)
@@ -134,11 +136,14 @@ def to_int(column: pa.ChunkedArray | pa.Array, path: Path, field: str, offset: i
     return pc.cast(pc.utf8_trim_whitespace(column), pa.int64()).to_numpy(zero_copy_only=False)
 
 
-def require_ids(table: pa.Table, names: list[str], path: Path, offset: int) -> None:
-    """Fail on the first missing (null or blank) value in the string columns ``names``, naming its line."""
+def require_values(table: pa.Table, names: list[str], path: Path, offset: int) -> None:
+    """Fail on the first missing value (null, or blank text) in columns ``names``, naming its line."""
     for name in names:
         column = table[name]
-        blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), True)
-        missing = blank.to_numpy(zero_copy_only=False)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            missing = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), True)
+        else:
+            missing = pc.is_null(column)
+        missing = missing.to_numpy(zero_copy_only=False)
         if missing.any():
             raise DataError(f"{path} line {first_line(missing, offset)}: {name} is missing")

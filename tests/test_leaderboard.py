@@ -1,0 +1,443 @@
+"""The page generator: refusal of bad records, ranks and tie marks, escaping, byte-identical output, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import shutil
+from hashlib import sha256
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.cli import COMMANDS
+from benchmark.commands import leaderboard as command
+from benchmark.records import (
+    BudgetUse,
+    Code,
+    Env,
+    MethodRef,
+    RecordError,
+    RunRecord,
+    TaskRef,
+    Timing,
+    record_path,
+    write_record,
+)
+from leaderboard.build import BuildError, build, load_runs, md, render, summarize
+
+EVIL = '<script>alert("x")<!-- <img src=x onerror="alert(1)"> |*_'
+USERS = [f"u{i:03d}" for i in range(200)]
+SEEDS = (1, 2, 3)
+DIRECTIONS = {
+    "R": {"mae": "lower", "rmse": "lower", "user_mae": "lower", "user_rmse": "lower"},
+    "L": {"ndcg@10": "higher", "hr@10": "higher"},
+    "C": {"ndcg@10": "higher", "sampled_ndcg@10": "higher"},
+}
+# task id -> (family, k, beta)
+TASKS = {
+    "R-b2m-b20": ("R", 0, 20.0),
+    "R-b2m-b20-k1": ("R", 1, 20.0),
+    "R-b2m-b20-k3": ("R", 3, 20.0),
+    "R-b2m-b20-k5": ("R", 5, 20.0),
+    "L-beauty-k1": ("L", 1, None),
+    "L-beauty-k3": ("L", 3, None),
+    "C-cloth": ("C", 0, None),
+}
+# method -> offset added to the per-user values (in the "worse" direction); beta is within noise of alpha
+OFFSETS = {"alpha": 0.0, "beta": 0.001, "gamma": 0.3}
+
+
+def make_record(
+    task_id: str,
+    method: str,
+    seed: int,
+    metrics: dict[str, float],
+    status: str = "ok",
+    error: str | None = None,
+    fit: float = 1.5,
+    config: dict | None = None,
+) -> RunRecord:
+    family, k, beta = TASKS[task_id]
+    config = config or {"dim": 8, "lr": 0.01}
+    return RunRecord(
+        task=TaskRef(
+            id=task_id,
+            family=family,
+            split_hash="sha256:" + "ab" * 32,
+            k=k,
+            beta=beta,
+            source=["Books"],
+            target="Movies_and_TV",
+        ),
+        method=MethodRef(
+            name=method,
+            config=config,
+            config_hash=sha256(json.dumps(config).encode()).hexdigest(),
+            paper="https://example.org/paper",
+        ),
+        seed=seed,
+        status=status,
+        metrics=metrics,
+        metric_directions=DIRECTIONS[family],
+        validation_score=0.5,
+        n_eval_users=len(USERS),
+        budget=BudgetUse(
+            train_examples_limit=1000,
+            train_examples_used=900,
+            adapt_steps_limit=5,
+            adapt_steps_used=5,
+            wall_seconds_limit=60.0,
+            wall_seconds_used=2.0,
+        ),
+        timing=Timing(fit=fit, adapt=0.1, eval=0.2),
+        peak_rss_mb=100.0,
+        n_params=1000,
+        train_flops_estimate=1e9 * (1 + OFFSETS.get(method, 0.5)),
+        env=Env(
+            python="3.11.7",
+            torch="2.13.0",
+            numpy="2.4.6",
+            pandas="3.1.1",
+            platform="Linux",
+            cpu="x86_64",
+            threads=2,
+            device="cpu",
+        ),
+        code=Code(version="0.1.0", commit="c" * 40, dirty=False),
+        command=f"coldbench run --task {task_id} --method {method} --seed {seed}",
+        started_at="2025-01-01T00:00:00Z",
+        finished_at="2025-01-01T00:01:00Z",
+        error=error,
+        artifacts={"per_user": f"seed-{seed}.users.parquet"} if status == "ok" else {},
+    )
+
+
+def write_ok_run(
+    root: Path, task_id: str, method: str, seed: int, offset: float, config: dict | None = None
+) -> RunRecord:
+    """Per-user values: a per-user base + the method offset + zero-mean noise, in the runner's layout.
+
+    User-level metrics (``user_mae``, ``ndcg@10``, ...) are the means of their per-user column; pooled ones
+    (R's ``mae`` over all ratings, C's ``sampled_ndcg@10`` over test pairs) differ from any per-user mean.
+    """
+    family = TASKS[task_id][0]
+    rng = np.random.default_rng([sorted(TASKS).index(task_id), seed, sum(map(ord, method))])
+    base = np.random.default_rng(seed).uniform(0.2, 0.8, len(USERS))
+    noise = rng.normal(0.0, 0.2, len(USERS))
+    noise -= noise.mean()
+    columns = {"R": ("user_mae", "user_rmse"), "L": ("ndcg@10", "hr@10"), "C": ("ndcg@10", "sampled_ndcg@10")}
+    per_user = {}
+    for metric in columns[family]:
+        sign = 1.0 if DIRECTIONS[family][metric] == "lower" else -1.0
+        per_user[metric] = base + sign * offset + noise
+    metrics = {m: float(np.mean(v)) for m, v in per_user.items()}
+    if family == "R":
+        metrics |= {"mae": metrics["user_mae"] - 0.01, "rmse": metrics["user_rmse"] + 0.2}
+    if family == "C":
+        metrics["sampled_ndcg@10"] += 0.2
+    record = make_record(task_id, method, seed, metrics, config=config)
+    path = record_path(root, task_id, method, seed)
+    write_record(record, path)
+    pd.DataFrame({"user": USERS, **per_user}).to_parquet(path.with_name(f"seed-{seed}.users.parquet"))
+    return record
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    for task_id in TASKS:
+        for method, offset in OFFSETS.items():
+            for seed in SEEDS:
+                if (task_id, method, seed) == ("L-beauty-k1", "gamma", 3):
+                    continue
+                write_ok_run(root, task_id, method, seed, offset)
+    write_ok_run(root, "R-b2m-b20-k1", EVIL, 1, 0.1)
+    failed = make_record(
+        "R-b2m-b20-k1", "delta", 1, {}, status="failed", error="ValueError: NaN in predictions"
+    )
+    write_record(failed, record_path(root, "R-b2m-b20-k1", "delta", 1))
+    over = make_record("L-beauty-k1", "gamma", 3, {}, status="over_budget", error="train examples exhausted")
+    write_record(over, record_path(root, "L-beauty-k1", "gamma", 3))
+    return root
+
+
+@pytest.fixture(scope="module")
+def board(results: Path):
+    runs, skipped = load_runs(results)
+    return summarize(runs, skipped)
+
+
+def read_tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_leader_tie_and_rank_follow_the_paired_bootstrap(board) -> None:
+    cells = board.tasks["R-b2m-b20-k3"].cells
+    ranks = {key[0]: cell.rank for key, cell in cells.items()}
+    assert ranks["alpha"].leader and ranks["alpha"].rank == 1
+    assert ranks["beta"].tied and ranks["beta"].rank == 1
+    assert ranks["beta"].difference.covers(0.0) and ranks["beta"].difference.n == len(USERS) * len(SEEDS)
+    assert not ranks["gamma"].tied and ranks["gamma"].rank == 3
+    assert ranks["gamma"].difference.low > 0.25  # gamma is 0.3 worse in MAE on every pair
+
+
+def test_direction_comes_from_the_record(board) -> None:
+    # L metrics are higher-is-better: the leader has the highest mean, gamma (0.3 lower) is last
+    cells = board.tasks["L-beauty-k3"].cells
+    ranks = {key[0]: cell.rank.rank for key, cell in cells.items()}
+    assert ranks == {"alpha": 1, "beta": 1, "gamma": 3}
+    assert board.tasks["L-beauty-k3"].directions["ndcg@10"] == "higher"
+
+
+def test_average_rank_only_for_methods_on_every_task(board) -> None:
+    averages = {key[0]: value for key, value in board.average_ranks["R"].items()}
+    # gamma is third on three tasks and fourth on the one where EVIL (offset 0.1) beats it
+    assert averages["alpha"] == 1.0 and averages["beta"] == 1.0 and averages["gamma"] == 3.25
+    assert averages[EVIL] is None  # ranked on one of the four R tasks only
+
+
+def test_cell_shows_mean_and_hand_computed_t_interval(board, results: Path) -> None:
+    key = next(k for k in board.tasks["R-b2m-b20-k5"].cells if k[0] == "gamma")
+    values = [
+        json.loads(record_path(results, "R-b2m-b20-k5", "gamma", s).read_text())["metrics"]["user_mae"]
+        for s in SEEDS
+    ]
+    mean = sum(values) / 3
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
+    half = 4.302653 * sd / math.sqrt(3)
+    interval = board.tasks["R-b2m-b20-k5"].cells[key].metrics["user_mae"]
+    assert interval.mean == pytest.approx(mean, abs=1e-12)
+    assert interval.half_width == pytest.approx(half, rel=1e-6)
+    text = render(board)["LEADERBOARD.md"]
+    assert f"{mean:.4f} ± {half:.4f} (3)" in text  # ranked user_mae
+    assert f"{mean - 0.01:.4f} ± {half:.4f} |" in text  # pooled mae, shown unranked
+
+
+def test_failed_and_over_budget_runs_are_listed_apart(board) -> None:
+    md_text = render(board)["LEADERBOARD.md"]
+    left_off = md_text.split("## Runs left off the leaderboard", 1)[1]
+    assert "delta" in left_off and "ValueError: NaN in predictions" in left_off
+    assert "over\\_budget" in left_off and "train examples exhausted" in left_off
+    assert all(key[0] != "delta" for key in board.tasks["R-b2m-b20-k1"].cells)
+    gamma = next(c for k, c in board.tasks["L-beauty-k1"].cells.items() if k[0] == "gamma")
+    assert len(gamma.ok_runs) == 2 and len(gamma.left_off) == 1  # mean over the two ok seeds, marked ‡
+    family_l = md_text.split("## Family L", 1)[1].split("## ", 1)[0]
+    assert "‡" in family_l
+
+
+def test_k_curves_group_k_shot_tasks_of_one_setting(board) -> None:
+    files = render(board)
+    assert "### Accuracy vs K: Books → Movies\\_and\\_TV, beta 20 (user\\_mae)" in files["LEADERBOARD.md"]
+    assert "| Method | K=1 | K=3 | K=5 |" in files["LEADERBOARD.md"]  # the K=0 task is another protocol
+    assert files["index.html"].count("<polyline") >= 3
+
+
+def test_build_twice_is_byte_identical_wherever_the_records_live(results: Path, tmp_path: Path) -> None:
+    build(results, tmp_path / "a")
+    build(results, tmp_path / "b")
+    moved = tmp_path / "elsewhere" / "results"
+    shutil.copytree(results, moved)
+    build(moved, tmp_path / "c")
+    a, b, c = (read_tree(tmp_path / name) for name in "abc")
+    assert a == b == c
+    assert {"LEADERBOARD.md", "index.html"} <= set(a)
+    assert sum(name.startswith("pages/task-") for name in a) == len(TASKS)
+
+
+class TagBalance(HTMLParser):
+    """Records tags that close out of order: what a name leaking unescaped into the markup would cause."""
+
+    VOID = frozenset({"meta", "br", "line", "circle", "polyline", "img", "link", "hr"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.errors: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.VOID:
+            return
+        if self.open and self.open[-1] == tag:
+            self.open.pop()
+        else:
+            self.errors.append(f"</{tag}> at {self.getpos()} inside {self.open[-3:]}")
+
+
+def test_site_is_self_contained(results: Path, tmp_path: Path) -> None:
+    build(results, tmp_path)
+    for name, data in read_tree(tmp_path).items():
+        if not name.endswith(".html"):
+            continue
+        page = data.decode()
+        assert not re.search(r"<\s*(script|link|img|iframe|object|embed|base|form)\b", page, re.IGNORECASE)
+        assert "@import" not in page and "url(" not in page and " src=" not in page.replace(" src=x", "")
+        assert "Content-Security-Policy" in page
+        balance = TagBalance()
+        balance.feed(page)
+        assert not balance.errors and not balance.open, (name, balance.errors, balance.open)
+        for href in re.findall(r'href="([^"]*)"', page):
+            if href.startswith("https://example.org"):
+                continue  # the paper link on method cards, a plain anchor
+            assert "://" not in href and not href.startswith("/")
+            assert (tmp_path / name).parent.joinpath(href.split("#")[0] or name.split("/")[-1]).exists(), href
+
+
+def test_names_from_records_are_escaped(results: Path, tmp_path: Path) -> None:
+    build(results, tmp_path)
+    tree = read_tree(tmp_path)
+    for name, data in tree.items():
+        assert EVIL.encode() not in data, name
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;!-- &lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in (
+        tree["index.html"].decode()
+    )
+    assert md(EVIL) in tree["LEADERBOARD.md"].decode()
+    assert md("a|b\nc") == "a\\|b c"
+
+
+def tamper(root: Path, task_id: str, method: str, seed: int, change) -> None:
+    target = record_path(root, task_id, method, seed)
+    data = json.loads(target.read_text())
+    change(data)
+    target.write_text(json.dumps(data))
+
+
+def test_tampered_record_is_refused_with_its_file_named(results: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    tamper(copy, "R-b2m-b20-k3", "beta", 2, lambda d: d.update(status="great"))
+    with pytest.raises(RecordError, match=r"R-b2m-b20-k3/beta/seed-2\.json: field status"):
+        build(copy, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing is written when a record is refused
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda d: d.pop("timing"), "field timing"),
+        (lambda d: d.update(extra_field=1), "field extra_field"),
+        (lambda d: d["metrics"].update(mae=float("nan")), "not finite"),
+        (lambda d: d["metric_directions"].pop("rmse"), "without a declared direction"),
+        (lambda d: d["artifacts"].update(per_user="../../secret.parquet"), "not a plain file name"),
+        (lambda d: d["artifacts"].update(per_user="seed-9.users.parquet"), "missing or unreadable"),
+        (lambda d: d["artifacts"].clear(), "incomplete record"),
+        (lambda d: d.update(seed=7), "stored at"),
+        (
+            lambda d: d["metrics"].update(user_mae=d["metrics"]["user_mae"] - 0.05),
+            "mean of its per-user values",
+        ),
+    ],
+)
+def test_incomplete_or_moved_records_are_refused(results: Path, tmp_path: Path, change, reason: str) -> None:
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    tamper(copy, "R-b2m-b20-k3", "alpha", 1, change)
+    with pytest.raises(RecordError, match=reason):
+        load_runs(copy)
+
+
+def test_records_outside_the_layout_and_bad_per_user_files_are_refused(results: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    stray = copy / "R-b2m-b20-k3" / "alpha" / "old" / "seed-1.json"
+    stray.parent.mkdir()
+    shutil.copy(record_path(copy, "R-b2m-b20-k3", "alpha", 1), stray)
+    with pytest.raises(RecordError, match="where records live"):
+        load_runs(copy)
+    stray.unlink()
+    per_user = record_path(copy, "L-beauty-k1", "beta", 2).with_name("seed-2.users.parquet")
+    pd.DataFrame({"user": USERS[:-1] + USERS[:1], "ndcg@10": 0.5}).to_parquet(per_user)
+    with pytest.raises(RecordError, match="duplicate"):
+        load_runs(copy)
+    per_user.write_bytes(b"not parquet")
+    with pytest.raises(RecordError, match=r"L-beauty-k1/beta/seed-2\.json: per-user file .* unreadable"):
+        load_runs(copy)
+
+
+def test_conflicting_split_hashes_stop_the_build(results: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    target = record_path(copy, "C-cloth", "gamma", 2)
+    data = json.loads(target.read_text())
+    data["task"]["split_hash"] = "sha256:" + "00" * 32
+    target.write_text(json.dumps(data))
+    runs, _ = load_runs(copy)
+    with pytest.raises(BuildError, match="disagree on the task definition"):
+        summarize(runs)
+
+
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="coldbench")
+    command.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(list(argv))
+    return args.func(args)
+
+
+def test_cli_refuses_with_exit_2_and_skips_with_a_listed_warning(
+    results: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "leaderboard" in COMMANDS
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    bad = record_path(copy, "C-cloth", "beta", 3)
+    bad.write_text(bad.read_text()[:-40])  # truncated JSON
+    out = tmp_path / "site"
+    assert run_cli("leaderboard", "build", "--results", str(copy), "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("coldbench: error: ") and "C-cloth/beta/seed-3.json" in err and "--skip-invalid" in err
+    )
+    assert not out.exists()
+    assert run_cli("leaderboard", "build", "--results", str(copy), "--out", str(out), "--skip-invalid") == 0
+    captured = capsys.readouterr()
+    assert "skipped invalid record C-cloth/beta/seed-3.json: not a readable JSON record" in captured.err
+    page = (out / "LEADERBOARD.md").read_text()
+    assert "## Invalid records skipped" in page and "| C-cloth/beta/seed-3.json | not a readable JSON" in page
+    cloth = next(
+        c
+        for k, c in summarize(*load_runs(copy, skip_invalid=True)).tasks["C-cloth"].cells.items()
+        if k[0] == "beta"
+    )
+    assert [r.record.seed for r in cloth.ok_runs] == [1, 2]
+    assert run_cli("leaderboard", "build", "--results", str(tmp_path / "none"), "--out", str(out)) == 2
+
+
+def test_stale_pages_are_removed(results: Path, tmp_path: Path) -> None:
+    stale = tmp_path / "pages" / "method-gone-00000000.html"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("old")
+    keep = tmp_path / "pages" / "notes.txt"
+    keep.write_text("mine")
+    result = build(results, tmp_path)
+    assert not stale.exists() and keep.exists() and result.removed == ("method-gone-00000000.html",)
+
+
+def test_one_seed_cells_show_no_interval(tmp_path: Path) -> None:
+    write_ok_run(tmp_path, "C-cloth", "alpha", 1, 0.0)
+    write_ok_run(tmp_path, "C-cloth", "gamma", 1, 0.3)
+    runs, _ = load_runs(tmp_path)
+    board = summarize(runs)
+    cell = next(c for k, c in board.tasks["C-cloth"].cells.items() if k[0] == "alpha")
+    assert not cell.metrics["ndcg@10"].has_interval
+    assert f"**{cell.metrics['ndcg@10'].mean:.4f}** (1) |" in render(board)["LEADERBOARD.md"]
+
+
+def test_a_method_with_two_configs_gets_two_labelled_entries(tmp_path: Path) -> None:
+    write_ok_run(tmp_path, "C-cloth", "alpha", 1, 0.0, config={"dim": 8})
+    write_ok_run(tmp_path, "C-cloth", "alpha", 2, 0.0, config={"dim": 64})
+    board = summarize(load_runs(tmp_path)[0])
+    cells = board.tasks["C-cloth"].cells
+    assert len(cells) == 2 and all(len(c.ok_runs) == 1 for c in cells.values())
+    labels = sorted(board.labels[key] for key in cells)
+    assert all(label.startswith("alpha @") for label in labels) and labels[0] != labels[1]
