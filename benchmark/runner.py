@@ -7,6 +7,7 @@ for more adaptation steps than allowed yields ``over_budget``; one past the wall
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -93,6 +94,23 @@ def env_info(threads: int, device: str) -> Env:
         threads=threads,
         device=device,
     )
+
+
+def reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS mark (Linux), so a worker that runs many cells reports each one's peak."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory since the last reset (VmHWM), else the process's lifetime peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def now() -> str:
@@ -210,6 +228,7 @@ def run_cell(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: torch sees no CUDA device here; use --device cpu")
     threads = seed_everything(seed, threads)
+    reset_peak_rss()
     tasks_dir = tasks_dir or artifact.default_task_dir()
     manifest = artifact.build(spec, data_dir, tasks_dir)
     enc = encoded_task(tasks_dir / spec.id, manifest["split_hash"], spec)
@@ -263,7 +282,7 @@ def run_cell(
             adapt=round(evaluation.seconds_predict, 3) if evaluation else 0.0,
             eval=round(evaluation.seconds_eval, 3) if evaluation else 0.0,
         ),
-        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        peak_rss_mb=peak_rss_mb(),
         n_params=int(n_params),
         train_flops_estimate=float(
             outcome.method.flops_per_example() * view.examples_used if outcome.method is not None else 0.0
