@@ -1,0 +1,318 @@
+"""MAML over a MeLU-style model: tasks are users, the decision layers adapt to each user.
+
+Paper: Finn, Abbeel, Levine 2017, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks" (ICML);
+the model follows Lee et al. 2019, "MeLU: Meta-Learned User Preference Estimator for Cold-Start
+Recommendation" (KDD). See ``methods.meta_model`` for the model and the batched inner loop.
+
+Model: item embeddings; a user is the mean embedding of their source-domain history (its last
+``history_len`` items; in family R also rating-weighted); decision layers (an MLP over user, item and their
+product) plus a global item bias score a pair. Only the decision layers are adapted per user. In L and C
+the target item bias starts at the centred log popularity of the first epoch's training rows
+(``popularity_init``), so meta-training spends its budget on the user-specific part.
+
+Source-domain data: every user, warm or cold, is represented from their source-domain history, so a cold
+user's source behaviour shapes every prediction; at K=0 it is also what the inner loop adapts on.
+
+K>0: ``inner_steps`` SGD steps on the user's target support (rating MSE in family R; in family L a sampled
+softmax of each support item against ``negatives`` uniform target items), then predict. In family R the
+support is prepended with the user's last ``source_support`` source ratings (``support_with_source``): one
+target rating alone overfits the decision layers (validation MAE was worse than item-mean at K=1 without
+them), and the source ratings carry the user's rating scale.
+K=0 (family C, R-*-k0): the inner loop adapts on the user's last ``source_support`` source-domain interactions
+(source ratings in R; source items against uniform source-item negatives in C). They are the only
+user-specific signal at K=0, and meta-training with the same kind of support teaches the initialization how
+a step on source behaviour should move target predictions (the inner lr is selected on validation, so an
+unhelpful inner loop is turned down, not forced).
+
+Meta-training: each epoch takes one budgeted pass over the target-domain training rows, groups them by
+user in a random order, and forms meta-batches of ``meta_batch`` users; each meta-batch draws K from
+``train_shots`` (K=0 meta-batches use source support and users with a source history). The query loss is
+rating MSE (R) or sampled softmax against uniform target negatives (L, C). The inner loop runs for the whole
+meta-batch at once (``torch.func`` ``grad`` inside ``vmap``), second-order by default (``first_order=true``
+for FOMAML); Adam updates every parameter (embeddings, item bias, user projection, decision
+initialization). ``backend="learn2learn"`` computes the same meta-gradient through
+``learn2learn.algorithms.MAML`` with a Python loop over users (cross-checking; needs ``tox -e l2l``);
+prediction-time adaptation is the same first-order SGD under both backends.
+
+Selected on validation cold users only: the epoch (early stopping with ``patience``), then the number of
+inner steps at prediction (``select_steps``) and a scale of the inner lr (``select_lr_scale``).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from benchmark.api import Budget, ColdBatch, Interactions, Method, TrainView
+from methods.meta_model import (
+    MeLU,
+    Scorer,
+    adapt,
+    learn2learn_meta_losses,
+    masked_mse,
+    masked_sampled_softmax,
+    torch_func_meta_losses,
+)
+
+BACKENDS = {"torch.func": torch_func_meta_losses, "learn2learn": learn2learn_meta_losses}
+
+
+def _padded(rows: Interactions, n_users: int, width: int, device: torch.device) -> tuple[Tensor, ...]:
+    """``Interactions.padded`` as tensors on ``device``: (items, ratings, mask), each ``(n_users, width)``."""
+    return tuple(torch.from_numpy(a).to(device) for a in rows.padded(n_users, width))
+
+
+def _rating_loss(score: Scorer, user: Tensor, vec: Tensor, bias: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+    return masked_mse(score(user, vec, bias), y, mask)
+
+
+def _softmax_loss(
+    score: Scorer,
+    user: Tensor,
+    vec: Tensor,
+    bias: Tensor,
+    neg_vec: Tensor,
+    neg_bias: Tensor,
+    mask: Tensor,
+) -> Tensor:
+    return masked_sampled_softmax(score(user, vec, bias), score(user, neg_vec, neg_bias), mask)
+
+
+class MAML(Method):
+    summary: ClassVar[str] = "MAML over a MeLU-style model, inner loop batched over users with torch.func"
+    paper: ClassVar[str] = (
+        "Finn et al. 2017, Model-Agnostic Meta-Learning (ICML); Lee et al. 2019, MeLU (KDD)"
+    )
+
+    def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
+        super().__init__(config, seed, device)
+        if config.get("backend", "torch.func") not in BACKENDS:
+            raise ValueError(f"maml: backend {config['backend']!r} unknown; one of {sorted(BACKENDS)}")
+        self.model: MeLU | None = None
+        self.validation_score: float | None = None
+        self.selected: dict[str, Any] = {}
+
+    # -- data ------------------------------------------------------------------------------------------
+    def _task(
+        self, user: Tensor, items: Tensor, ratings: Tensor, mask: Tensor, negatives: np.ndarray | None
+    ) -> tuple[Tensor, ...]:
+        """One batch of tasks for ``_rating_loss`` (explicit) or ``_softmax_loss`` against ``negatives``."""
+        vec, bias = self.model.items(items)
+        if self.explicit:
+            return user, vec, bias, ratings - self.mu, mask
+        neg_vec, neg_bias = self.model.items(torch.from_numpy(negatives).to(self.device))
+        n = len(user)
+        return user, vec, bias, neg_vec.expand(n, *neg_vec.shape), neg_bias.expand(n, -1), mask
+
+    def _support_rows(
+        self, source: tuple[Tensor, ...], target: tuple[Tensor, ...], k: int
+    ) -> tuple[Tensor, ...]:
+        """What the inner loop adapts on: (items, ratings, mask) of source rows at K=0, of the target support
+        at K>0, with the source rows prepended when ``support_with_source`` (explicit ratings only)."""
+        if k == 0:
+            return source
+        if self.explicit and self.config["support_with_source"]:
+            return tuple(torch.cat([s, t], 1) for s, t in zip(source, target, strict=True))
+        return target
+
+    def _negatives(self, from_source: bool, rng: np.random.Generator) -> np.ndarray | None:
+        """Uniform negatives of the support's domain (source items at K=0), or None for ratings."""
+        if self.explicit:
+            return None
+        return rng.choice(
+            self.source_items if from_source else self.target_items, int(self.config["negatives"])
+        )
+
+    # -- training --------------------------------------------------------------------------------------
+    def fit(self, view: TrainView, budget: Budget) -> None:
+        cfg = self.config
+        rng = np.random.default_rng(self.seed)
+        self.explicit = view.explicit
+        self.loss = _rating_loss if self.explicit else _softmax_loss
+        self.target_items = view.items_of(view.target_domain)
+        self.source_items = np.concatenate([view.items_of(d) for d in view.source_domains])
+        history = view.batch_history(np.arange(view.n_users))
+        self.hist = _padded(history, view.n_users, int(cfg["history_len"]), self.device)
+        self.src_sup = _padded(history, view.n_users, int(cfg["source_support"]), self.device)
+        self.has_history = history.counts(view.n_users) > 0
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            self.model = MeLU(
+                view.n_items, int(cfg["dim"]), tuple(cfg["hidden"]), rating_weighted=self.explicit
+            ).to(self.device)
+        self.mu = 0.0
+        # prediction-time inner loop (selected on validation users at the end, within the adapt budget)
+        self.inner_lr = float(cfg["inner_lr"])
+        self.inner_steps = min(int(cfg["inner_steps"]), budget.adapt_steps)
+        opt = torch.optim.Adam(self.model.parameters(), lr=float(cfg["outer_lr"]))
+        n_target = len(view.history(view.target_domain))
+        best, best_state, waited = -np.inf, None, 0
+        self.log: list[dict[str, float]] = []
+        for epoch in range(int(cfg["epochs"])):
+            start = time.perf_counter()
+            rows = next(view.batches(n_target, rng, domain=view.target_domain), None)
+            if rows is None:  # training budget or wall clock spent
+                break
+            if epoch == 0 and self.explicit:
+                self.mu = float(np.mean(rows.rating))
+            if epoch == 0 and not self.explicit and cfg["popularity_init"]:
+                self._init_item_bias(rows.item)
+            loss = self._train_epoch(rows, view.n_users, opt, rng)
+            trained = time.perf_counter()
+            score = view.validate(self.predict)
+            self.log.append(
+                {
+                    "epoch": epoch,
+                    "loss": loss,
+                    "valid": score,
+                    "train_s": trained - start,
+                    "valid_s": time.perf_counter() - trained,
+                }
+            )
+            if score > best:
+                best, waited = score, 0
+                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= int(cfg["patience"]):
+                    break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        self.selected = {"epochs": len(self.log)}
+        self._select_inner(view, best)
+
+    @torch.no_grad()
+    def _init_item_bias(self, items: np.ndarray) -> None:
+        """Start the target item bias at the centred log popularity of the (already handed-out) rows."""
+        counts = np.bincount(items, minlength=self.model.item_bias.num_embeddings)[self.target_items]
+        prior = np.log1p(counts) - np.log1p(counts).mean()
+        index = torch.from_numpy(self.target_items).to(self.device)
+        self.model.item_bias.weight[index, 0] = torch.from_numpy(prior).float().to(self.device)
+
+    def _train_epoch(
+        self, rows: Interactions, n_users: int, opt: torch.optim.Optimizer, rng: np.random.Generator
+    ) -> float:
+        """Meta-batches over the users of one pass of target rows; returns the mean meta-loss."""
+        cfg = self.config
+        shots = [int(k) for k in cfg["train_shots"]]
+        order = np.argsort(rows.user, kind="stable")  # grouped by user, in a random order within each
+        rows = Interactions(rows.user[order], rows.item[order], rows.rating[order], rows.ts[order])
+        items, ratings, mask = _padded(rows, n_users, max(shots) + int(cfg["query_size"]), self.device)
+        count = rows.counts(n_users)
+        eligible = {k: np.flatnonzero((count > k) & (self.has_history | (k > 0))) for k in shots}
+        size = int(cfg["meta_batch"])
+        n_meta = -(-max(len(e) for e in eligible.values()) // size)
+        meta_losses = BACKENDS[cfg.get("backend", "torch.func")]
+        self.model.train()
+        total = 0.0
+        for _ in range(n_meta):
+            k = int(rng.choice(shots))
+            if len(eligible[k]) == 0:
+                continue
+            chosen = np.sort(rng.choice(eligible[k], min(size, len(eligible[k])), replace=False))
+            users = torch.from_numpy(chosen).to(self.device)
+            user = self.model.user_repr(*(t[users] for t in self.hist))
+            sup_neg = self._negatives(k == 0, rng)
+            source = tuple(t[users] for t in self.src_sup)
+            target = (items[users, :k], ratings[users, :k], mask[users, :k])
+            support = self._task(user, *self._support_rows(source, target, k), sup_neg)
+            qry_neg = self._negatives(False, rng)
+            query = self._task(user, items[users, k:], ratings[users, k:], mask[users, k:], qry_neg)
+            loss = meta_losses(
+                self.model,
+                self.loss,
+                support,
+                self.loss,
+                query,
+                int(cfg["inner_steps"]),
+                float(cfg["inner_lr"]),
+                bool(cfg["first_order"]),
+            ).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+        self.model.eval()
+        return total / max(n_meta, 1)
+
+    def _select_inner(self, view: TrainView, best: float) -> None:
+        """Prediction-time inner steps, then the inner lr scale, on validation users (a coordinate search)."""
+        cfg = self.config
+        base_lr, chosen_steps = self.inner_lr, self.inner_steps
+        for steps in cfg["select_steps"]:
+            steps = min(int(steps), view.budget.adapt_steps)
+            if steps == chosen_steps:
+                continue
+            self.inner_steps = steps
+            score = view.validate(self.predict)
+            if score > best:
+                best, chosen_steps = score, steps
+        self.inner_steps = chosen_steps
+        chosen_lr = base_lr
+        for scale in cfg["select_lr_scale"]:
+            if float(scale) == 1.0 or self.inner_steps == 0:
+                continue
+            self.inner_lr = base_lr * float(scale)
+            score = view.validate(self.predict)
+            if score > best:
+                best, chosen_lr = score, self.inner_lr
+        self.inner_lr = chosen_lr
+        self.validation_score = float(best) if np.isfinite(best) else None
+        self.selected |= {"inner_steps": self.inner_steps, "inner_lr": self.inner_lr}
+
+    # -- prediction ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, batch: ColdBatch) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError("maml: predict called before fit")
+        n = len(batch)
+        rng = np.random.default_rng([self.seed, int(batch.users[0]) if n else 0, n])
+        hist = _padded(batch.history, n, int(self.config["history_len"]), self.device)
+        user = self.model.user_repr(*hist)
+        k = int(batch.support.counts(n).max(initial=0))
+        source = _padded(batch.history, n, int(self.config["source_support"]), self.device)
+        target = _padded(batch.support, n, k, self.device)
+        support = self._task(user, *self._support_rows(source, target, k), self._negatives(k == 0, rng))
+        batch.spend_adapt_steps(self.inner_steps)
+
+        def task_loss(params, *task):
+            return self.loss(partial(self.model.decide, params), *task)
+
+        fast = adapt(
+            self.model.decision_params(),
+            task_loss,
+            support,
+            self.inner_steps,
+            self.inner_lr,
+            first_order=True,
+        )
+        if batch.wants_ratings:
+            return self._rate(fast, user, batch.query_user, batch.query_item, n)
+        return self._rank(fast, user, batch.candidates)
+
+    def _rate(self, fast, user: Tensor, q_user: np.ndarray, q_item: np.ndarray, n: int) -> np.ndarray:
+        order = np.argsort(q_user, kind="stable")
+        counts = np.bincount(q_user, minlength=n)
+        col = np.arange(len(order)) - np.concatenate([[0], np.cumsum(counts)[:-1]])[q_user[order]]
+        items = np.zeros((n, int(counts.max(initial=1))), dtype=np.int64)
+        items[q_user[order], col] = q_item[order]
+        vec, bias = self.model.items(torch.from_numpy(items).to(self.device))
+        scores = torch.vmap(self.model.decide)(fast, user, vec, bias) + self.mu
+        out = np.empty(len(order), dtype=np.float64)
+        out[order] = scores[q_user[order], col].double().cpu().numpy()
+        return np.clip(out, 1.0, 5.0)
+
+    def _rank(self, fast, user: Tensor, candidates: np.ndarray) -> np.ndarray:
+        chunk = int(self.config["score_chunk"])
+        out = np.empty((len(user), len(candidates)), dtype=np.float32)
+
+        batched = torch.vmap(self.model.decide, in_dims=(0, 0, None, None))
+        for begin in range(0, len(candidates), chunk):
+            vec, bias = self.model.items(torch.from_numpy(candidates[begin : begin + chunk]).to(self.device))
+            out[:, begin : begin + chunk] = batched(fast, user, vec, bias).cpu().numpy()
+        return out
