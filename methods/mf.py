@@ -1,0 +1,395 @@
+"""Shared building blocks of the matrix-factorization family of methods (TGT, CMF, EMCDR, PTUPCDR, FineTune).
+
+* ``MF``: biased matrix factorization over the task's global user and item indices. A user is one vector
+  ``[p_u, b_u]`` of size ``dim + 1`` and an item one vector ``[q_i, 1]`` plus an offset ``b_i + mu_d`` (``mu``
+  per item domain), so a score is ``<user, item> + offset``; transfer methods produce the user vector.
+* Losses: rating MSE (family R) and BPR with uniform same-domain negatives (families L, C), per row.
+* ``epoch_batches``: one budgeted pass over the rows of some domains, domains interleaved at random.
+* ``train_selected``: epochs with validation-based selection (best state kept, early stop).
+* ``ColdStartMF``: the shared ``predict``: a method supplies each cold user's initial target vector, which is
+  adapted on the support (K>0) with at most ``batch.adapt_steps`` Adam steps, batched over users, and then
+  scores the query items or all candidates. The number of steps is chosen on validation cold users.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.api import Budget, ColdBatch, Interactions, Method, TrainView
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Build modules with torch's default initializers under ``seed`` without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def ids(values: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Indices as a fresh int64 tensor on ``device`` (arrays from the harness may be read-only)."""
+    return torch.from_numpy(np.array(values, dtype=np.int64)).to(device)
+
+
+class MF(nn.Module):
+    """Biased MF: score(u, i) = <p_u, q_i> + b_u + b_i + mu[domain(i)]; ``bias=False`` keeps <p_u, q_i>."""
+
+    def __init__(
+        self, n_users: int, item_domain: np.ndarray, dim: int, init_std: float = 0.1, bias: bool = True
+    ) -> None:
+        super().__init__()
+        self.dim, self.bias = dim, bias
+        # sparse gradients: a batch touches a few thousand rows of tables with up to ~70k rows
+        self.user = nn.Embedding(n_users, dim, sparse=True)
+        self.item = nn.Embedding(len(item_domain), dim, sparse=True)
+        self.user_bias = nn.Embedding(n_users, 1, sparse=True)
+        self.item_bias = nn.Embedding(len(item_domain), 1, sparse=True)
+        self.mu = nn.Parameter(torch.zeros(int(item_domain.max(initial=0)) + 1), requires_grad=bias)
+        self.register_buffer("item_domain", torch.tensor(item_domain, dtype=torch.long))
+        nn.init.normal_(self.user.weight, std=init_std)
+        nn.init.normal_(self.item.weight, std=init_std)
+        for table in (self.user_bias, self.item_bias):
+            nn.init.zeros_(table.weight)
+            table.weight.requires_grad_(bias)
+
+    @property
+    def device(self) -> torch.device:
+        return self.user.weight.device
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        """``[p_u, b_u]``, shape ``users.shape + (dim + 1,)``."""
+        return torch.cat([self.user(users), self.user_bias(users)], dim=-1)
+
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """``[q_i, 1]`` (``[q_i, 0]`` without biases), so that <user vector, item vector> = <p, q> + b_u."""
+        one = torch.full((*items.shape, 1), float(self.bias), device=items.device)
+        return torch.cat([self.item(items), one], dim=-1)
+
+    def item_offsets(self, items: torch.Tensor) -> torch.Tensor:
+        return self.item_bias(items).squeeze(-1) + self.mu[self.item_domain[items]]
+
+    def score(self, user_vec: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores of ``items`` (shape ``(B, ...)``) for user vectors ``(B, dim + 1)``."""
+        u = user_vec.reshape(user_vec.shape[0], *([1] * (items.dim() - 1)), -1)
+        return (u * self.item_vectors(items)).sum(-1) + self.item_offsets(items)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.score(self.user_vectors(users), items)
+
+    def score_all(self, user_vec: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``(B, N)`` scores of the same ``N`` items for every user: one matrix product."""
+        return user_vec @ self.item_vectors(items).T + self.item_offsets(items)
+
+
+# -- losses and sampling -------------------------------------------------------------------------------------
+class NegativeSampler:
+    """Uniform negatives from the positive item's own domain, vectorized over rows."""
+
+    def __init__(self, item_domain: np.ndarray) -> None:
+        self.order = np.argsort(item_domain, kind="stable")
+        self.size = np.bincount(item_domain)
+        self.start = np.concatenate([[0], np.cumsum(self.size)[:-1]])
+        self.item_domain = item_domain
+
+    def sample(self, items: np.ndarray, rng: np.random.Generator, n: int = 1) -> np.ndarray:
+        dom = self.item_domain[items]
+        offset = (rng.random((len(items), n)) * self.size[dom][:, None]).astype(np.int64)
+        return self.order[self.start[dom][:, None] + offset]
+
+
+def bpr(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Per-positive BPR loss; ``neg`` has one more trailing axis (negatives per positive) than ``pos``."""
+    return -F.logsigmoid(pos.unsqueeze(-1) - neg).mean(-1)
+
+
+def row_losses(
+    model: MF,
+    rows: Interactions,
+    explicit: bool,
+    sampler: NegativeSampler,
+    rng: np.random.Generator,
+    l2: float,
+) -> torch.Tensor:
+    """Per-row training loss: squared rating error (explicit) or BPR, plus L2 on the rows' embeddings."""
+    users, items = ids(rows.user, model.device), ids(rows.item, model.device)
+    u = model.user_vectors(users)
+    reg = model.user(users).pow(2).sum(-1) + model.item(items).pow(2).sum(-1)
+    if explicit:
+        rating = torch.as_tensor(rows.rating, dtype=torch.float32, device=model.device)
+        loss = (model.score(u, items) - rating).pow(2)
+    else:
+        neg = ids(sampler.sample(rows.item, rng), model.device)
+        loss = bpr(model.score(u, items), model.score(u, neg))
+        reg = reg + model.item(neg).pow(2).sum((-2, -1))
+    return loss + l2 * reg
+
+
+# -- budgeted training with validation selection ------------------------------------------------------------
+def adam(modules: Sequence[nn.Module], lr: float) -> list[torch.optim.Optimizer]:
+    """Lazy (sparse) Adam for sparse embedding tables, Adam for every other trainable parameter.
+
+    Dense Adam would update every row of every table at each step: 3x slower on the largest tasks.
+    """
+    sparse_ids = {
+        id(m.weight) for mod in modules for m in mod.modules() if isinstance(m, nn.Embedding) and m.sparse
+    }
+    params = [p for mod in modules for p in mod.parameters() if p.requires_grad]
+    sparse = [p for p in params if id(p) in sparse_ids]
+    dense = [p for p in params if id(p) not in sparse_ids]
+    optimizers: list[torch.optim.Optimizer] = [torch.optim.SparseAdam(sparse, lr=lr)] if sparse else []
+    return optimizers + ([torch.optim.Adam(dense, lr=lr)] if dense else [])
+
+
+def epoch_batches(
+    view: TrainView, batch_size: int, rng: np.random.Generator, domains: Sequence[str]
+) -> Iterator[Interactions]:
+    """One pass over the rows of ``domains``, their batches interleaved at random; stops at the budget."""
+    streams = [view.batches(batch_size, rng, domain=d) for d in domains]
+    n_batches = [-(-len(view.history(d)) // batch_size) for d in domains]
+    for d in rng.permutation(np.repeat(np.arange(len(domains)), n_batches)):
+        rows = next(streams[d], None)
+        if rows is None:
+            return
+        yield rows
+
+
+def sgd_epoch(
+    batches: Iterator[Interactions],
+    loss_fn: Callable[[Interactions], torch.Tensor],
+    optimizers: Sequence[torch.optim.Optimizer],
+) -> bool:
+    """Run one pass; False when the budget gave no batch at all (training should stop)."""
+    seen = False
+    for rows in batches:
+        for opt in optimizers:
+            opt.zero_grad()
+        loss_fn(rows).backward()
+        for opt in optimizers:
+            opt.step()
+        seen = True
+    return seen
+
+
+@dataclass
+class Selection:
+    """What epoch selection saw: validation score per epoch (index 0 = before training if scored)."""
+
+    scores: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = -np.inf
+
+
+def train_selected(
+    run_epoch: Callable[[], bool],
+    modules: Sequence[nn.Module],
+    epochs: int,
+    score: Callable[[], float] | None = None,
+    patience: int = 3,
+    score_start: bool = False,
+) -> Selection:
+    """Train up to ``epochs`` epochs, keeping the modules' state with the best ``score`` (validation).
+
+    Without ``score`` every epoch is kept. ``score_start`` also scores the untrained state (epoch 0), so
+    that selection may decide that training does not help. Stops early after ``patience`` epochs without
+    improvement or when ``run_epoch`` reports that the budget is spent; the best state is restored.
+    """
+    sel = Selection()
+    best_state = None
+
+    def check(epoch: int) -> bool:
+        nonlocal best_state
+        value = score()
+        sel.scores.append(value)
+        if value > sel.best_score:
+            sel.best_epoch, sel.best_score = epoch, value
+            best_state = [copy.deepcopy(m.state_dict()) for m in modules]
+        return epoch - sel.best_epoch < patience
+
+    if score is not None and score_start:
+        check(0)
+    for epoch in range(1, epochs + 1):
+        if not run_epoch():
+            break
+        if score is None:
+            sel.best_epoch = epoch
+        elif not check(epoch):
+            break
+    if best_state is not None:
+        for m, state in zip(modules, best_state, strict=True):
+            m.load_state_dict(state)
+    return sel
+
+
+def fit_mf(
+    view: TrainView,
+    model: MF,
+    domains: Sequence[str],
+    config: dict[str, Any],
+    rng: np.random.Generator,
+    epochs: int,
+    score: Callable[[], float] | None = None,
+    lr: float | None = None,
+    domain_weight: np.ndarray | None = None,
+    score_start: bool = False,
+) -> Selection:
+    """Fit ``model`` on the training rows of ``domains`` (config: batch_size, lr, l2, patience).
+
+    ``domain_weight`` (one weight per domain index) scales each row's loss, as CMF's relation weights do.
+    """
+    optimizers = adam([model], lr or config["lr"])
+    sampler = NegativeSampler(view.item_domain)
+
+    def loss(rows: Interactions) -> torch.Tensor:
+        per_row = row_losses(model, rows, view.explicit, sampler, rng, config["l2"])
+        if domain_weight is None:
+            return per_row.mean()
+        weight = torch.as_tensor(domain_weight[view.item_domain[rows.item]], device=model.device)
+        return (per_row * weight).mean()
+
+    def run_epoch() -> bool:
+        return sgd_epoch(epoch_batches(view, config["batch_size"], rng, domains), loss, optimizers)
+
+    return train_selected(run_epoch, [model], epochs, score, config.get("patience", 3), score_start)
+
+
+# -- cold users: adaptation on the support and prediction ---------------------------------------------------
+def adapt_user_vectors(
+    model: MF,
+    init: torch.Tensor,
+    support: Interactions,
+    explicit: bool,
+    steps: int,
+    lr: float,
+    reg: float,
+    negatives: np.ndarray,
+    n_neg: int,
+    rng: np.random.Generator,
+) -> torch.Tensor:
+    """Fit each user's vector on its support: ``steps`` Adam steps on the whole batch's ``(B, dim+1)`` tensor.
+
+    The loss is a sum over users of each user's mean support loss plus ``reg * ||v - init||^2``; users'
+    terms share no parameter and Adam is element-wise, so this equals a separate Adam run per user. Users
+    without support keep ``init`` (zero gradient). Item parameters stay fixed.
+    """
+    n, device = init.shape[0], init.device
+    items, ratings, mask = (torch.as_tensor(a, device=device) for a in support.padded(n))
+    weight = mask.float() / mask.sum(1, keepdim=True).clamp(min=1)
+    with torch.no_grad():
+        pos_vec, pos_off = model.item_vectors(items), model.item_offsets(items)
+        cand = ids(negatives, device)
+        cand_vec, cand_off = model.item_vectors(cand), model.item_offsets(cand)
+    user = init.clone().requires_grad_(True)
+    opt = torch.optim.Adam([user], lr=lr)
+    for _ in range(steps):
+        pos = (user[:, None, :] * pos_vec).sum(-1) + pos_off
+        if explicit:
+            loss = (pos - ratings).pow(2)
+        else:
+            pick = ids(rng.integers(len(negatives), size=(*items.shape, n_neg)), device)
+            neg = (user[:, None, None, :] * cand_vec[pick]).sum(-1) + cand_off[pick]
+            loss = bpr(pos, neg)
+        total = (loss * weight).sum() + reg * (user - init).pow(2).sum()
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    return user.detach()
+
+
+class ColdStartMF(Method):
+    """Base of the MF-family methods: ``predict`` = initial target vector -> support adaptation -> scores.
+
+    A subclass sets ``self.target`` (the ``MF`` that scores target items) in ``fit`` and implements
+    ``initial_vectors(batch)``. Config keys used here: ``adapt_steps``, ``adapt_lr``, ``adapt_reg``,
+    ``adapt_negatives``.
+    """
+
+    target: MF
+
+    def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
+        super().__init__(config, seed, device)
+        self.adapt_steps = int(config.get("adapt_steps", 0))
+        self.rating_range = (-np.inf, np.inf)
+        self.log: dict[str, Any] = {}
+        self.validation_score: float | None = None
+
+    def initial_vectors(self, batch: ColdBatch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def rng(self, purpose: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, purpose])
+
+    def setup(self, view: TrainView) -> None:
+        """Facts every subclass needs: explicit or implicit, the rating range, target items."""
+        self.explicit = view.explicit
+        self.target_items = view.items_of(view.target_domain)
+        if view.explicit:
+            ratings = view.history(view.target_domain).rating
+            self.rating_range = (float(ratings.min()), float(ratings.max()))
+
+    def init_mu(self, model: MF, view: TrainView) -> None:
+        """Start each domain's global bias at its mean training rating (explicit data; a free feature)."""
+        if view.explicit and model.bias:
+            with torch.no_grad():
+                for d in view.domains:
+                    model.mu[view.domain_index(d)] = float(np.mean(view.history(d).rating))
+
+    @torch.no_grad()
+    def predict(self, batch: ColdBatch) -> np.ndarray:
+        init = self.initial_vectors(batch)
+        steps = min(self.adapt_steps, batch.adapt_steps) if len(batch.support) else 0
+        user = init
+        if steps > 0:
+            batch.spend_adapt_steps(steps)
+            rng = np.random.default_rng([self.seed, len(batch), *batch.users[:4].tolist()])
+            with torch.enable_grad():
+                user = adapt_user_vectors(
+                    self.target,
+                    init,
+                    batch.support,
+                    self.explicit,
+                    steps,
+                    float(self.config.get("adapt_lr", 0.05)),
+                    float(self.config.get("adapt_reg", 0.1)),
+                    self.target_items,
+                    int(self.config.get("adapt_negatives", 8)),
+                    rng,
+                )
+        if batch.wants_ratings:
+            pred = self.target.score(
+                user[ids(batch.query_user, self.device)], ids(batch.query_item, self.device)
+            )
+            return pred.clamp(*self.rating_range).cpu().numpy().astype(np.float32)
+        scores = self.target.score_all(user, ids(batch.candidates, self.device))
+        return scores.cpu().numpy().astype(np.float32)
+
+    def select_adapt_steps(self, view: TrainView) -> None:
+        """Choose the support-adaptation steps among {0, max/4, max} on validation cold users (K>0 only)."""
+        most = self.adapt_steps
+        seen_support = False
+
+        def predict(batch: ColdBatch) -> np.ndarray:
+            nonlocal seen_support
+            seen_support |= len(batch.support) > 0
+            return self.predict(batch)
+
+        scores = {most: view.validate(predict)}
+        if seen_support and most > 0:
+            for steps in sorted({0, most // 4}):
+                self.adapt_steps = steps
+                scores[steps] = view.validate(self.predict)
+            self.adapt_steps = max(scores, key=lambda s: (scores[s], -s))
+        self.validation_score = scores[self.adapt_steps]
+        self.log["adapt_steps_scores"] = scores
+        self.log["adapt_steps"] = self.adapt_steps
+
+    def fit(self, view: TrainView, budget: Budget) -> None:
+        raise NotImplementedError

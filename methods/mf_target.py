@@ -1,0 +1,43 @@
+"""TGT: matrix factorization on the target domain only (the no-transfer reference of every CDR paper).
+
+Model: biased MF (Koren, Bell and Volinsky, "Matrix Factorization Techniques for Recommender Systems", IEEE
+Computer 2009) fitted with rating MSE in family R and BPR (Rendle et al., "BPR: Bayesian Personalized Ranking
+from Implicit Feedback", UAI 2009) in families L and C, on target-domain training rows only.
+Source-domain data: none; this is what transfer methods must beat.
+K=0: a cold user gets the mean user vector (embedding and bias) of the warm target users, i.e. a
+personalization-free, popularity-like ranking. K>0: that mean vector is fitted on the user's support with
+at most ``batch.adapt_steps`` Adam steps (item parameters fixed).
+Validation cold users select the number of epochs (early stopping) and the number of adaptation steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from benchmark.api import Budget, ColdBatch, TrainView
+from methods.mf import MF, ColdStartMF, fit_mf, ids, seeded
+
+
+class TargetMF(ColdStartMF):
+    summary = "MF on the target domain only; cold users start at the mean user vector, adapted on the support"
+    paper = (
+        "Koren, Bell, Volinsky. Matrix Factorization Techniques for Recommender Systems. IEEE Computer 2009"
+    )
+
+    def fit(self, view: TrainView, budget: Budget) -> None:
+        c = self.config
+        self.setup(view)
+        with seeded(self.seed):
+            self.target = MF(view.n_users, view.item_domain, c["dim"], c["init_std"]).to(self.device)
+        self.init_mu(self.target, view)
+        self.warm = ids(np.unique(view.history(view.target_domain).user), self.device)
+        score = lambda: view.validate(self.predict)  # noqa: E731
+        self.log["epochs"] = fit_mf(
+            view, self.target, [view.target_domain], c, self.rng(1), c["epochs"], score
+        )
+        self.select_adapt_steps(view)
+
+    def initial_vectors(self, batch: ColdBatch) -> torch.Tensor:
+        mean = self.target.user_vectors(self.warm).mean(0)
+        return mean.expand(len(batch), -1).clone()
