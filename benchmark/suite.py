@@ -46,7 +46,11 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
 
 
 def cells(suite: Suite, methods: list[str] | None = None) -> list[Cell]:
-    """Every (task, method, seed) of the suite whose family the method supports, sorted."""
+    """Every (task, method, seed) of the suite whose family the method supports.
+
+    Ordered seed first, then task, then method: an interrupted suite has whole seeds done (seed 0 of every
+    task first), and consecutive cells share a task, so a worker loads each artifact once.
+    """
     chosen = methods or list(suite.methods)
     specs = all_specs()
     families = {m: load_method(m).families for m in chosen}
