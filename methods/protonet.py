@@ -1,0 +1,176 @@
+"""ProtoNet: prototypical networks adapted to cross-domain cold-start recommendation.
+
+Snell, Swersky, Zemel. "Prototypical Networks for Few-shot Learning." NeurIPS 2017.
+
+Model: an item encoder (``metric_encoders.ItemEncoder``, one embedding space over every domain) and squared
+Euclidean distances, as in the paper. A user's prototype is the weighted mean of the embeddings of its
+target-domain support items (weight 1) and of its source-domain history (learned weight ``a``), shrunk
+towards a learned prior prototype (learned weight ``w0``): ``p = (w0 prior + sum_s e_s + a sum_h e_h) /
+(w0 + K + a H)``. Source items thus build the prototype of a cold user at K=0 (families R and C); at K>0 the
+support items join them. No gradient steps are taken at prediction time.
+
+Ranking (families L, C): score of a candidate item = minus its squared distance to the user's prototype.
+Training: episodes over warm users of the target domain (``view.episodes``). Support = the user's target
+rows, of which a random first k in 0..support_size are kept (so every K, including 0, is trained), plus the
+user's source history; query = the other target rows. Loss: sampled softmax of each query item against the
+episode's other users' query items and uniformly drawn target items (logits = minus distances), the
+few-shot classification loss of the paper with items as the classes.
+
+Ratings (family R): one prototype per rating level 1..5, built from the user's rated items of both the
+support and the source history (source ratings are also 1..5, so at K=0 the source ratings alone define the
+levels). A level the user never used falls back to a learned prior prototype of that level (the same
+shrinkage as above, so every level is always defined and no user needs a separate fallback). Prediction =
+the expected rating under the softmax over levels of ``log(w0 + n_l) + b_l + c_{q,l} - |e_q - p_l|^2``:
+minus the squared distance of the query item to the level prototype, plus the log of the user's (weighted,
+shrunk) count of ratings at that level, a learned level bias and a learned per-item level bias. The counts
+are the mixing weights ``pi_k`` of the paper's reading of the classifier as mixture density estimation:
+without them a user who rates nearly everything 5 would look the same as one who uses all levels evenly.
+Training: the same episodes, rating MSE on the query rows.
+
+Tuned on validation cold users: the number of epochs (early stopping with patience); all else is config.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmark.api import Budget, ColdBatch, Episode, Method, TrainView
+from methods.metric_encoders import (
+    N_LEVELS,
+    ItemEncoder,
+    ItemSet,
+    fit_by_validation,
+    query_positions,
+    random_support_keep,
+    squared_distances,
+    tensor,
+    user_item_sets,
+)
+
+
+class PrototypeModel(nn.Module):
+    """Item encoder plus the prototype's learned weights and priors (rating levels' if ``ratings``)."""
+
+    def __init__(self, n_items: int, dim: int, generator: torch.Generator, ratings: bool = False) -> None:
+        super().__init__()
+        self.encoder = ItemEncoder(n_items, dim, generator)
+        self.log_prior_weight = nn.Parameter(torch.zeros(()))
+        self.log_source_weight = nn.Parameter(torch.zeros(()))
+        if ratings:
+            self.level_prior = nn.Parameter(torch.zeros(N_LEVELS, dim))
+            self.level_bias = nn.Parameter(torch.zeros(N_LEVELS))
+            self.item_level_bias = nn.Embedding(n_items, N_LEVELS)  # the item's own prior over levels
+            nn.init.zeros_(self.item_level_bias.weight)
+        else:
+            self.prior = nn.Parameter(torch.zeros(dim))
+
+    def source_weight(self) -> torch.Tensor:
+        return self.log_source_weight.exp()
+
+    def prototypes(self, sets: ItemSet) -> torch.Tensor:
+        """(B, D): shrunk weighted mean of each user's item embeddings."""
+        w0 = self.log_prior_weight.exp()
+        total = (sets.weights.unsqueeze(-1) * self.encoder(sets.items)).sum(1) + w0 * self.prior
+        return total / (sets.weights.sum(1, keepdim=True) + w0)
+
+    def level_prototypes(self, sets: ItemSet) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per rating level, the shrunk weighted mean of the user's items at that level (B, 5, D), and the
+        log of the level's weighted count plus ``w0`` (B, 5): the user's own prior over levels."""
+        w0 = self.log_prior_weight.exp()
+        onehot = nn.functional.one_hot(sets.levels(), N_LEVELS).float() * sets.weights.unsqueeze(-1)
+        total = onehot.transpose(1, 2) @ self.encoder(sets.items) + w0 * self.level_prior
+        mass = onehot.sum(1) + w0
+        return total / mass.unsqueeze(-1), mass.log()
+
+    def expected_rating(
+        self, items: torch.Tensor, protos: torch.Tensor, log_mass: torch.Tensor
+    ) -> torch.Tensor:
+        """Expected level of ``items`` (N,) under softmax over levels of log prior minus squared distance to
+        the level prototypes of the item's user (``protos`` (N, 5, D), ``log_mass`` (N, 5))."""
+        dist = ((protos - self.encoder(items).unsqueeze(1)) ** 2).sum(-1)
+        logits = log_mass + self.level_bias + self.item_level_bias(items) - dist
+        return torch.softmax(logits, dim=-1) @ torch.arange(
+            1, N_LEVELS + 1, dtype=dist.dtype, device=dist.device
+        )
+
+
+class ProtoNet(Method):
+    summary = "prototypical network: user prototype from support + source items, minus distance as score"
+    paper = "Snell, Swersky, Zemel. Prototypical Networks for Few-shot Learning. NeurIPS 2017"
+    families: ClassVar[tuple[str, ...]] = ("R", "L", "C")
+
+    def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
+        super().__init__(config, seed, device)
+        self.model: PrototypeModel | None = None
+
+    # -- training ---------------------------------------------------------------------------------------
+    def fit(self, view: TrainView, budget: Budget) -> None:
+        cfg = self.config
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        gen = torch.Generator().manual_seed(self.seed)
+        self.explicit = view.explicit
+        self.target_items = tensor(view.items_of(view.target_domain), self.device)
+        self.model = PrototypeModel(view.n_items, int(cfg["dim"]), gen, ratings=view.explicit).to(self.device)
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=float(cfg["lr"]), fused=True)
+
+        def step(episode: Episode) -> None:
+            loss = self._episode_loss(episode, rng, gen)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        best = fit_by_validation(view, self.model, cfg, rng, step, self.predict)
+        self.validation_score, self.best_epoch = best["score"], int(best["epoch"])
+
+    def _episode_loss(self, episode: Episode, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
+        cfg, model = self.config, self.model
+        assert model is not None
+        n = len(episode.users)
+        keep = random_support_keep(n, cfg["support_size"], rng)
+        sets = user_item_sets(
+            episode.support, episode.history, n, model.source_weight(), cfg["max_history"], self.device, keep
+        )
+        query = tensor(episode.query.item.reshape(n, -1), self.device)
+        if self.explicit:
+            rating = tensor(episode.query.rating.reshape(n, -1), self.device, torch.float32)
+            owner = torch.arange(n, device=self.device).repeat_interleave(query.shape[1])
+            protos, log_mass = model.level_prototypes(sets)
+            pred = model.expected_rating(query.reshape(-1), protos[owner], log_mass[owner])
+            return ((pred - rating.reshape(-1)) ** 2).mean()
+        draws = torch.randint(len(self.target_items), (int(cfg["negatives"]),), generator=gen).to(self.device)
+        candidates = torch.cat([query.reshape(-1), self.target_items[draws]])
+        logits = -squared_distances(model.prototypes(sets), model.encoder(candidates))
+        q = query.shape[1]
+        own = torch.zeros_like(logits, dtype=torch.bool)
+        users = torch.arange(n, device=self.device)
+        own[:, : n * q] = torch.arange(n * q, device=self.device)[None, :] // q == users[:, None]
+        positive = logits[:, : n * q].reshape(n, n, q)[users, users]  # (n, q)
+        rest = torch.logsumexp(logits.masked_fill(own, float("-inf")), dim=1, keepdim=True)
+        return (torch.logaddexp(positive, rest) - positive).mean()
+
+    # -- prediction -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, batch: ColdBatch) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError("ProtoNet.predict called before fit")
+        model = self.model
+        sets = user_item_sets(
+            batch.support,
+            batch.history,
+            len(batch),
+            model.source_weight(),
+            self.config["max_history"],
+            self.device,
+        )
+        if batch.wants_ratings:
+            users, items = query_positions(batch, self.device)
+            protos, log_mass = model.level_prototypes(sets)
+            return model.expected_rating(items, protos[users], log_mass[users]).cpu().numpy()
+        candidates = tensor(batch.candidates, self.device, torch.int64)
+        scores = -squared_distances(model.prototypes(sets), model.encoder(candidates))
+        return scores.cpu().numpy()
