@@ -288,13 +288,20 @@ def _check_consistency(runs: Sequence[Run]) -> dict[str, Direction]:
 
 
 def _labels(runs: Iterable[Run]) -> dict[EntryKey, str]:
-    configs: dict[str, set[str]] = defaultdict(set)
+    """A method's name, plus its config hash where one family shows the method with several configs.
+
+    Methods keep one default config per family, so different hashes across families are expected.
+    """
+    configs: dict[tuple[str, str], set[str]] = defaultdict(set)
+    families: dict[EntryKey, set[str]] = defaultdict(set)
     for run in runs:
-        configs[run.record.method.name].add(run.record.method.config_hash)
+        method, family = run.record.method, run.record.task.family
+        configs[(method.name, family)].add(method.config_hash)
+        families[(method.name, method.config_hash)].add(family)
     labels = {}
-    for name, hashes in configs.items():
-        for config_hash in hashes:
-            labels[(name, config_hash)] = name if len(hashes) == 1 else f"{name} @{config_hash[:12]}"
+    for (name, config_hash), fams in families.items():
+        ambiguous = any(len(configs[(name, f)]) > 1 for f in fams)
+        labels[(name, config_hash)] = f"{name} @{config_hash[:12]}" if ambiguous else name
     return dict(sorted(labels.items()))
 
 
