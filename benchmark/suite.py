@@ -54,10 +54,11 @@ def cells(suite: Suite, methods: list[str] | None = None) -> list[Cell]:
     chosen = methods or list(suite.methods)
     specs = all_specs()
     families = {m: load_method(m).families for m in chosen}
-    return sorted(
+    grid = [
         Cell(t, m, s)
         for t in suite.tasks
         for m in chosen
         for s in suite.seeds
         if specs[t].family in families[m]
-    )
+    ]
+    return sorted(grid, key=lambda c: (c.seed, c.task, c.method))
