@@ -130,3 +130,33 @@ def test_wandb_offline_logs_each_run(data_dir: Path, tmp_path: Path, monkeypatch
     assert b"L-beauty-k1/popularity/seed-0" in raw
     assert b"metric/ndcg@10" in raw and json.dumps(record.metrics["ndcg@10"]).encode() in raw
     assert b"cost/fit_seconds" in raw
+
+
+def test_bench_cli_builds_the_site_and_the_markdown_copy(data_dir: Path, tmp_path: Path) -> None:
+    from benchmark.cli import main
+
+    suite_file = write_suite(
+        tmp_path / "one.toml", Suite("one", (0,), ("R-books2movies-b20-k1",), ("item-mean",))
+    )
+    site, markdown = tmp_path / "site", tmp_path / "copy" / "LEADERBOARD.md"
+    code = main(
+        [
+            "bench",
+            "--suite",
+            str(suite_file),
+            "--jobs",
+            "1",
+            "--results",
+            str(tmp_path / "results"),
+            "--site",
+            str(site),
+            "--markdown",
+            str(markdown),
+            "--data-dir",
+            str(data_dir),
+        ]
+    )
+    assert code == 0
+    assert (site / "index.html").is_file()
+    assert markdown.read_bytes() == (site / "LEADERBOARD.md").read_bytes()
+    assert "item-mean" in markdown.read_text()

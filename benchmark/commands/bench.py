@@ -14,8 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2; 1 = in-process)")
     parser.add_argument("--results", type=Path, default=Path("runs/results"), help="records folder")
     parser.add_argument(
-        "--site", type=Path, default=None, help="leaderboard output (default: beside results)"
+        "--site", type=Path, default=Path("site"), help="results site folder (default: ./site)"
     )
+    parser.add_argument("--markdown", type=Path, default=None, help="also write LEADERBOARD.md here")
     parser.add_argument("--no-leaderboard", action="store_true", help="only run the cells")
     parser.add_argument("--retry-failed", action="store_true", help="re-run cells whose record failed")
     parser.add_argument("--wandb", action="store_true", help="log each finished run to wandb")
