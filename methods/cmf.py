@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from benchmark.api import Budget, ColdBatch, TrainView
-from methods.mf import MF, ColdStartMF, fit_mf, ids, seeded
+from methods.mf import ColdStartMF, fit_mf, ids
 
 
 class CMF(ColdStartMF):
@@ -27,10 +27,7 @@ class CMF(ColdStartMF):
 
     def fit(self, view: TrainView, budget: Budget) -> None:
         c = self.config
-        self.setup(view)
-        with seeded(self.seed):
-            self.target = MF(view.n_users, view.item_domain, c["dim"], c["init_std"]).to(self.device)
-        self.init_mu(self.target, view)
+        self.start_target(view)
         weight = np.full(len(view.domains), c["source_weight"], dtype=np.float32)
         weight[view.domain_index(view.target_domain)] = 1.0
         domains = [*view.source_domains, view.target_domain]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from benchmark.api import Budget, ColdBatch, TrainView
-from methods.mf import MF, ColdStartMF, fit_mf, ids, seeded
+from methods.mf import ColdStartMF, fit_mf, ids
 
 
 class FineTune(ColdStartMF):
@@ -28,10 +28,7 @@ class FineTune(ColdStartMF):
 
     def fit(self, view: TrainView, budget: Budget) -> None:
         c = self.config
-        self.setup(view)
-        with seeded(self.seed):
-            self.target = MF(view.n_users, view.item_domain, c["dim"], c["init_std"]).to(self.device)
-        self.init_mu(self.target, view)
+        self.start_target(view)
         rng, score = self.rng(1), lambda: view.validate(self.predict)
         domains = [*view.source_domains, view.target_domain]
         self.log["pretrain_epochs"] = fit_mf(view, self.target, domains, c, rng, c["pretrain_epochs"], score)

@@ -335,6 +335,14 @@ class ColdStartMF(Method):
             ratings = view.history(view.target_domain).rating
             self.rating_range = (float(ratings.min()), float(ratings.max()))
 
+    def start_target(self, view: TrainView) -> None:
+        """``setup``, then the seeded target ``MF`` on the device with its per-domain bias starts."""
+        self.setup(view)
+        with seeded(self.seed):
+            self.target = MF(view.n_users, view.item_domain, self.config["dim"], self.config["init_std"])
+            self.target = self.target.to(self.device)
+        self.init_mu(self.target, view)
+
     def init_mu(self, model: MF, view: TrainView) -> None:
         """Start each domain's global bias at its mean training rating (explicit data; a free feature)."""
         if view.explicit and model.bias:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from benchmark.api import Budget, ColdBatch, TrainView
-from methods.mf import MF, ColdStartMF, fit_mf, ids, seeded
+from methods.mf import ColdStartMF, fit_mf, ids
 
 
 class TargetMF(ColdStartMF):
@@ -27,10 +27,7 @@ class TargetMF(ColdStartMF):
 
     def fit(self, view: TrainView, budget: Budget) -> None:
         c = self.config
-        self.setup(view)
-        with seeded(self.seed):
-            self.target = MF(view.n_users, view.item_domain, c["dim"], c["init_std"]).to(self.device)
-        self.init_mu(self.target, view)
+        self.start_target(view)
         self.warm = ids(np.unique(view.history(view.target_domain).user), self.device)
         score = lambda: view.validate(self.predict)  # noqa: E731
         self.log["epochs"] = fit_mf(
