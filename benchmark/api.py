@@ -37,14 +37,20 @@ FAMILIES = ("R", "L", "C")
 
 
 class BudgetExceeded(RuntimeError):
-    """A method asked for more than its budget allows (adaptation steps); the run is ``over_budget``."""
+    """A method asked for more than its budget allows; the run is ``over_budget``.
+
+    Raised for adaptation steps beyond ``adapt_steps``, and for a domain's history (or the source merge of
+    ``batch_history``) read when fewer training examples are left than it has rows: a history is handed out
+    whole or not at all, while ``batches`` and ``episodes`` simply stop at the budget.
+    """
 
 
 @dataclass(frozen=True)
 class Budget:
     """Compute limits of one run, fixed by the task spec.
 
-    ``train_examples``: interactions the training view hands out during ``fit`` (batches and episodes).
+    ``train_examples``: interactions the training view hands out during ``fit``: batches and episodes, and
+    each domain's rows once, the first time ``history`` or ``batch_history`` hands them out.
     ``adapt_steps``: gradient steps a method may take per cold user at prediction time.
     ``wall_seconds``: wall-clock ceiling for fit plus prediction on the reference machine (2 CPU cores).
     """
@@ -157,9 +163,14 @@ class TrainView:
     """What a method may learn from, with every handed-out training example counted.
 
     ``batches`` and ``episodes`` stop once ``budget.train_examples`` interactions were handed out or the wall
-    clock ceiling passed. ``history`` gives per-user interactions of one domain as input features (the same
-    rows ``batches`` serves; reading features is not training on them). ``validate`` scores a prediction
-    function on the validation cold users, the only data for model selection and early stopping.
+    clock ceiling passed. ``history`` gives per-user interactions of one domain (the same rows ``batches``
+    serves) and ``batch_history`` the source domains' rows of some users. Rows read as features are rows
+    learned from (a floor is fitted on nothing else), so each domain's rows are charged once per view, the
+    first time either hands them out; later reads are free, since the method already holds those rows. The
+    source history inside ``episodes`` and in the ``ColdBatch`` of a validated or tested cold user is served
+    the same way: in episodes it is charged like ``batch_history``, in cold batches it is the cold users'
+    input and free. ``n_rows`` counts a domain's rows for free. ``validate`` scores a prediction function on
+    the validation cold users, the only data for model selection and early stopping.
     """
 
     def __init__(
@@ -197,6 +208,7 @@ class TrainView:
         self.timed_out = False
         self._history_cache: dict[str, Interactions] = {}
         self._source_history: tuple[Interactions, np.ndarray, np.ndarray] | None = None
+        self._charged: set[str] = set()  # domains whose rows ``history``/``batch_history`` already charged
 
     # -- facts -----------------------------------------------------------------------------------------
     @property
@@ -208,6 +220,14 @@ class TrainView:
 
     def items_of(self, domain: str) -> np.ndarray:
         return np.flatnonzero(self.item_domain == self.domain_index(domain))
+
+    def n_rows(self, domain: str | None = None) -> int:
+        """Training rows of ``domain`` (or of all domains); a fact, free of budget."""
+        return (
+            len(self._train)
+            if domain is None
+            else int(np.sum(self._train_domain == self.domain_index(domain)))
+        )
 
     @property
     def examples_left(self) -> int:
@@ -221,6 +241,18 @@ class TrainView:
         granted = min(n, self.examples_left)
         self.examples_used += granted
         return granted
+
+    def _charge_domains(self, domains: tuple[str, ...] | list[str]) -> None:
+        """Charge the rows of ``domains`` not charged yet, all or nothing (``BudgetExceeded``)."""
+        new = [d for d in dict.fromkeys(domains) if d not in self._charged]
+        rows = sum(self.n_rows(d) for d in new)
+        if rows > self.examples_left:
+            raise BudgetExceeded(
+                f"reading the history of {', '.join(new)} ({rows} rows) needs more than the "
+                f"{self.examples_left} training examples left of {self.budget.train_examples}"
+            )
+        self.examples_used += rows
+        self._charged.update(new)
 
     # -- data ------------------------------------------------------------------------------------------
     def _rows(self, domain: str | None) -> np.ndarray:
@@ -242,7 +274,14 @@ class TrainView:
             yield self._select(rows[start : start + granted])
 
     def history(self, domain: str) -> Interactions:
-        """All training interactions of ``domain``, sorted by (user, ts, item), ``user`` = global index."""
+        """All training interactions of ``domain``, sorted by (user, ts, item), ``user`` = global index.
+
+        The first read of a domain charges its rows (see the class docstring); later reads are free.
+        """
+        self._charge_domains([domain])
+        return self._domain_rows(domain)
+
+    def _domain_rows(self, domain: str) -> Interactions:
         if domain not in self._history_cache:
             self._history_cache[domain] = self._select(self._rows(domain))
         return self._history_cache[domain]
@@ -285,9 +324,18 @@ class TrainView:
             yield Episode(chosen, sup, qry, self.batch_history(chosen))
 
     def batch_history(self, users: np.ndarray) -> Interactions:
-        """Source-domain interactions of ``users`` (sorted), with ``user`` = position in ``users``."""
+        """Source-domain interactions of ``users`` (sorted), with ``user`` = position in ``users``.
+
+        The first call charges every source domain's rows not charged yet (the merge covers all users), so
+        a method that reads the history of all users at once pays what it reads; later calls are free.
+        """
+        self._charge_domains(self.source_domains)
+        return self._batch_history(users)
+
+    def _batch_history(self, users: np.ndarray) -> Interactions:
+        """``batch_history`` without the charge: the harness's cold batches (a cold user's own input)."""
         if self._source_history is None:  # merged and sorted once: episodes call this for every batch
-            parts = [self.history(d) for d in self.source_domains]
+            parts = [self._domain_rows(d) for d in self.source_domains]
             user = np.concatenate([p.user for p in parts])
             order = np.lexsort(
                 (np.concatenate([p.item for p in parts]), np.concatenate([p.ts for p in parts]), user)
@@ -321,7 +369,10 @@ class TrainView:
     def validate(self, predict: Callable[[ColdBatch], np.ndarray]) -> float:
         """Score ``predict`` on the validation cold users; higher is better.
 
-        Family R returns minus the MAE, families L and C the NDCG@10, both computed by the harness.
+        The score is the metric the family is ranked by on the leaderboard, so that early stopping and every
+        in-fit choice optimize what is ranked: family R returns minus ``user_mae`` (each validation user's
+        MAE, averaged over users), families L and C the ``ndcg@10`` of the full ranking, averaged over
+        users. Both are computed by the harness.
         """
         return self._validator(predict)
 
@@ -361,6 +412,22 @@ class Method:
     def modules(self) -> list[torch.nn.Module]:
         """The torch modules holding the learned parameters (for parameter counts and FLOP estimates)."""
         return [v for v in vars(self).values() if isinstance(v, torch.nn.Module)]
+
+    def train_flops(self) -> float | None:
+        """Training FLOPs of the whole ``fit``, for a method that counts them itself; None: estimate them.
+
+        The runner's estimate is ``flops_per_example() x examples handed out``, which misses a method whose
+        main cost is a matrix product over all users or items (e.g. a closed-form solve); such a method
+        returns its own count here, read after ``fit``.
+        """
+        return None
+
+    def train_flops_estimate(self, examples_used: int) -> float:
+        """The record's FLOPs: ``train_flops()`` if declared, else ``flops_per_example() x examples_used``."""
+        declared: Any = self.train_flops
+        if callable(declared):  # else a subclass stored the figure in an attribute of the same name
+            declared = declared()
+        return float(declared) if declared is not None else self.flops_per_example() * examples_used
 
     def flops_per_example(self) -> float:
         """Training FLOPs per handed-out example: 6 x (dense parameters + one row of each embedding table)."""

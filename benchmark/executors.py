@@ -8,6 +8,7 @@ items and yield ``(item, result)`` pairs in completion order.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -32,13 +33,33 @@ class SerialExecutor:
                 yield item, exc
 
 
-class LocalExecutor:
-    """``jobs`` spawned worker processes; a crashed worker costs only its item, the pool is rebuilt."""
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
-    def __init__(self, jobs: int) -> None:
+
+class LocalExecutor:
+    """``jobs`` spawned worker processes; a crashed worker costs only its item, the pool is rebuilt.
+
+    Workers start with ``threads`` in the OpenMP/BLAS thread variables: their thread pools are sized when
+    numpy and torch load, before any code of ours runs there, and an unset pool takes every core.
+    """
+
+    def __init__(self, jobs: int, threads: int = 1) -> None:
         self.jobs = jobs
+        self.threads = threads
 
     def run(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R | BaseException]]:
+        saved = {name: os.environ.get(name) for name in THREAD_VARS}
+        os.environ.update(dict.fromkeys(THREAD_VARS, str(self.threads)))
+        try:
+            yield from self._run(fn, items)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    def _run(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[T, R | BaseException]]:
         pending = list(items)[::-1]
         while pending:
             ctx = multiprocessing.get_context("spawn")
@@ -63,5 +84,5 @@ class LocalExecutor:
                 pending.extend(running.values())
 
 
-def make_executor(jobs: int) -> Executor:
-    return SerialExecutor() if jobs <= 1 else LocalExecutor(jobs)
+def make_executor(jobs: int, threads: int = 1) -> Executor:
+    return SerialExecutor() if jobs <= 1 else LocalExecutor(jobs, threads)

@@ -29,6 +29,8 @@ class TaskRef(_Strict):
     beta: float | None = None
     source: list[str]
     target: str
+    ranked: bool = True  # the spec's ``ranked``; the leaderboard also requires ``audit["passed"]``
+    audit: dict[str, Any] = Field(default_factory=dict)  # tasks.audit.summary of the artifact's audit
 
 
 class MethodRef(_Strict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import platform
@@ -18,6 +19,7 @@ import subprocess
 import time
 import tomllib
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 
 from benchmark import harness, metrics
@@ -43,6 +46,7 @@ from benchmark.records import (
 from benchmark.registry import load_method
 from benchmark.seeding import seed_everything
 from tasks import artifact
+from tasks.audit import summary as audit_summary
 from tasks.cache import write_parquet_atomic
 from tasks.spec import TaskSpec, get_spec
 
@@ -53,8 +57,12 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+@functools.cache
 def code_info() -> Code:
-    """Package version (what decides whether a finished cell is current) and the git commit (provenance)."""
+    """Package version (what decides whether a finished cell is current) and the git commit (provenance).
+
+    Once per process: two git subprocesses per cell cost more than a floor cell itself.
+    """
     try:
         pkg = version("coldbench")
     except PackageNotFoundError:
@@ -125,19 +133,39 @@ def resolve_config(cls: type[Method], family: str, overrides: dict[str, Any]) ->
     return {**base, **overrides}
 
 
-_ENCODED: dict[tuple[Path, str], harness.EncodedTask] = {}
+TASK_CACHE_SIZE = 2  # tasks kept per process: the current one and the last, to bound memory
 
 
-def encoded_task(folder: Path, split_hash: str, spec: TaskSpec) -> harness.EncodedTask:
-    """Load, verify and encode an artifact once per worker process (bench cells come sorted by task)."""
-    key = (folder, split_hash)
-    if key not in _ENCODED:
-        enc = harness.encode(artifact.load(folder), spec)
-        if enc.split_hash != split_hash:
-            raise ValueError(f"{folder}: split hash changed while loading")
-        _ENCODED.clear()
-        _ENCODED[key] = enc
-    return _ENCODED[key]
+@dataclass(frozen=True)
+class LoadedTask:
+    manifest: dict
+    enc: harness.EncodedTask
+
+
+_TASKS: OrderedDict[tuple[Path, str], LoadedTask] = OrderedDict()
+
+
+def load_task(folder: Path, split_hash: str, spec: TaskSpec) -> LoadedTask:
+    """The artifact loaded, verified and encoded once per process, then reused by every method and seed.
+
+    Bench hands a worker consecutive cells of one task, so each worker pays this once per task. The encoded
+    arrays are shared by those cells and must not be written to (methods receive them through the view).
+    """
+    key = (folder.resolve(), split_hash)
+    cached = _TASKS.get(key)
+    if cached is not None and cached.enc.spec == spec:
+        _TASKS.move_to_end(key)
+        return cached
+    _TASKS.pop(key, None)
+    while len(_TASKS) >= TASK_CACHE_SIZE:  # evict before loading: the peak holds at most the cache size
+        _TASKS.popitem(last=False)
+    data = artifact.load(folder)
+    if data.split_hash != split_hash:
+        raise ValueError(f"{folder}: split hash {data.split_hash[:12]}, expected {split_hash[:12]}; rebuilt?")
+    _TASKS[key] = LoadedTask(data.manifest, harness.encode(data, spec))
+    del data
+    pa.default_memory_pool().release_unused()  # Arrow keeps the freed Parquet buffers (~130 MB on C-cloth)
+    return _TASKS[key]
 
 
 @dataclass
@@ -217,8 +245,14 @@ def run_cell(
     tasks_dir: Path | None = None,
     threads: int | None = None,
     command: str | None = None,
+    split_hash: str | None = None,
+    code: Code | None = None,
 ) -> CellResult:
-    """Run one cell and write its record (always, whatever the status) under ``out``."""
+    """Run one cell and write its record (always, whatever the status) under ``out``.
+
+    Without ``split_hash`` the artifact is built, or checked against the spec and sources; bench passes the
+    hash of the artifact it built, and its ``code`` info, so that a cell costs neither again.
+    """
     started_at = now()
     spec: TaskSpec = get_spec(task_id)
     cls = load_method(method_name)
@@ -230,8 +264,10 @@ def run_cell(
     threads = seed_everything(seed, threads)
     reset_peak_rss()
     tasks_dir = tasks_dir or artifact.default_task_dir()
-    manifest = artifact.build(spec, data_dir, tasks_dir)
-    enc = encoded_task(tasks_dir / spec.id, manifest["split_hash"], spec)
+    if split_hash is None:
+        split_hash = artifact.build(spec, data_dir, tasks_dir)["split_hash"]
+    task = load_task(tasks_dir / spec.id, split_hash, spec)
+    manifest, enc = task.manifest, task.enc
     outcome = execute(enc, cls, config, seed, device, keep_predictions=save_predictions)
     status, error, evaluation, view = outcome.status, outcome.error, outcome.evaluation, outcome.view
     budget, fit_s, wall = outcome.budget, outcome.fit_seconds, outcome.wall_seconds
@@ -259,9 +295,15 @@ def run_cell(
             beta=spec.beta,
             source=list(spec.source),
             target=spec.target,
+            ranked=spec.ranked,
+            audit=audit_summary(manifest["audit"]),
         ),
         method=MethodRef(
-            name=method_name, config=config, config_hash=config_hash(config), paper=cls.paper or ""
+            name=method_name,
+            config=config,
+            config_hash=config_hash(config),
+            paper=cls.paper or "",
+            trials=int(getattr(outcome.method, "trials", 1)),  # configurations scored on validation
         ),
         seed=seed,
         status=status,
@@ -285,10 +327,10 @@ def run_cell(
         peak_rss_mb=peak_rss_mb(),
         n_params=int(n_params),
         train_flops_estimate=float(
-            outcome.method.flops_per_example() * view.examples_used if outcome.method is not None else 0.0
+            outcome.method.train_flops_estimate(view.examples_used) if outcome.method is not None else 0.0
         ),
         env=env_info(threads, device),
-        code=code_info(),
+        code=code or code_info(),
         command=command
         or shlex.join(["coldbench", "run", "--method", method_name, "--task", spec.id, "--seed", str(seed)]),
         started_at=started_at,

@@ -49,7 +49,8 @@ def cells(suite: Suite, methods: list[str] | None = None) -> list[Cell]:
     """Every (task, method, seed) of the suite whose family the method supports.
 
     Ordered seed first, then task, then method: an interrupted suite has whole seeds done (seed 0 of every
-    task first), and consecutive cells share a task, so a worker loads each artifact once.
+    task first), and consecutive cells share a task, which bench hands to one worker as a chunk so that the
+    worker loads and encodes the artifact once for all of them.
     """
     chosen = methods or list(suite.methods)
     specs = all_specs()

@@ -74,7 +74,7 @@ __all__ = [
 FAMILY_TITLES: dict[str, str] = {
     "R": "Explicit-rating cold-start transfer (repaired PTUPCDR protocol)",
     "L": "Leave-one-domain-out, implicit feedback",
-    "C": "The published CDRIB cold-start split",
+    "C": "CDRIB's cold-start users (cloth/sport), cleaned, disjoint validation and test users",
 }
 RANK_METRIC: dict[str, str] = {"R": "user_mae", "L": "ndcg@10", "C": "ndcg@10"}
 TABLE_METRICS: dict[str, tuple[str, ...]] = {
@@ -248,6 +248,8 @@ class TaskSummary:
     directions: dict[str, Direction]
     cells: dict[EntryKey, Cell]
     left_off: tuple[Run, ...]
+    ranked: bool  # the spec ranks it and its leak audit passed (protocol v2); else reported, not ranked
+    audit: dict
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,8 @@ class Leaderboard:
 
 def _task_definition(record: RunRecord) -> tuple:
     t = record.task
-    return (t.family, t.k, t.beta, tuple(t.source), t.target, t.split_hash)
+    audit = tuple(sorted((k, str(v)) for k, v in t.audit.items()))
+    return (t.family, t.k, t.beta, tuple(t.source), t.target, t.split_hash, t.ranked, audit)
 
 
 def _check_consistency(runs: Sequence[Run]) -> dict[str, Direction]:
@@ -362,6 +365,8 @@ def _summarize_task(task_runs: Sequence[Run], directions: dict[str, Direction]) 
         directions=task_directions,
         cells=cells,
         left_off=tuple(sorted((r for r in task_runs if r.record.status != "ok"), key=_run_order)),
+        ranked=first.ranked and bool(first.audit.get("passed", True)),
+        audit=dict(first.audit),
     )
 
 
@@ -383,7 +388,7 @@ def summarize(runs: Sequence[Run], skipped: Sequence[Skipped] = ()) -> Leaderboa
         ranked = {
             t.id: {key: c.rank.rank for key, c in t.cells.items() if c.rank is not None}
             for t in tasks.values()
-            if t.family == family
+            if t.family == family and t.ranked
         }
         with_ranks = {tid: r for tid, r in ranked.items() if r}
         family_tasks[family] = tuple(sorted(with_ranks))
@@ -504,7 +509,7 @@ class Setting:
 def _settings(lb: Leaderboard, family: str) -> list[Setting]:
     groups: dict[tuple, list[tuple[int, str]]] = defaultdict(list)
     for t in lb.tasks.values():
-        if t.family == family and t.k > 0 and t.cells:
+        if t.family == family and t.k > 0 and t.cells and t.ranked:
             groups[(t.source, t.target, -1.0 if t.beta is None else t.beta, t.beta)].append((t.k, t.id))
     out = []
     for (source, target, _, beta), tasks in sorted(groups.items(), key=lambda kv: kv[0][:3]):
@@ -525,7 +530,68 @@ def _family_entries(lb: Leaderboard, family: str) -> list[EntryKey]:
 
 
 def _family_task_ids(lb: Leaderboard, family: str) -> list[str]:
-    return [t.id for t in lb.tasks.values() if t.family == family]
+    """The family's ranked tasks: the spec ranks them and their leak audit passed."""
+    return [t.id for t in lb.tasks.values() if t.family == family and t.ranked]
+
+
+def _reported_task_ids(lb: Leaderboard, family: str) -> list[str]:
+    return [t.id for t in lb.tasks.values() if t.family == family and not t.ranked]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def audit_banner(task: TaskSummary) -> str:
+    """Why a task is reported but not ranked, in the audit's measured figures."""
+    a = task.audit
+    if not a:
+        return "Reported, not ranked: its records carry no leak audit."
+    reasons = []
+    if a.get("query_touched_pairs"):
+        reasons.append(
+            f"{_pct(a['query_touched_share'])} of its test pairs ({a['query_touched_pairs']:,} of "
+            f"{a['query_pairs']:,}) ask for the target-domain duplicate of an item in the same user's source "
+            f"history ({a['duplicate_pairs']:,} duplicate products found)"
+        )
+    if a.get("valid_test_user_overlap"):
+        reasons.append(f"{a['valid_test_user_overlap']:,} of its test users are also validation users")
+    if a.get("cold_source_after_first_query"):
+        reasons.append(
+            f"{_pct(a['cold_source_after_first_query'])} of cold users' source rows come after their first "
+            "query interaction"
+        )
+    if not reasons:
+        ahead = a.get("target_train_after_first_query_median")
+        text = "a comparison variant; its audit passed"
+        if ahead == 0:
+            text += " and no training row is later than any cold user's first query (global time cut)"
+        reasons.append(text)
+    return "Reported, not ranked: " + "; ".join(reasons) + "."
+
+
+def audit_line(task: TaskSummary) -> str:
+    """The audit figures of a task in one line, for its page."""
+    a = task.audit
+    if not a:
+        return "no audit in the records"
+    parts = [
+        "passed" if a.get("passed") else "failed",
+        f"{a.get('duplicate_pairs', 0):,} cross-domain duplicate products",
+        f"touched test pairs {a.get('query_touched_pairs', 0):,} of {a.get('query_pairs', 0):,}"
+        f" ({_pct(a.get('query_touched_share', 0.0))}),"
+        f" validation {_pct(a.get('valid_query_touched_share', 0.0))}",
+        f"validation/test user overlap {a.get('valid_test_user_overlap', 0):,}",
+    ]
+    if a.get("cold_source_after_first_query") is not None:
+        parts.append(
+            f"cold users' source rows after their first query {_pct(a['cold_source_after_first_query'])}"
+        )
+        parts.append(
+            "warm target rows after a cold user's first query (median over users) "
+            + _pct(a["target_train_after_first_query_median"])
+        )
+    return "; ".join(parts)
 
 
 def _cell_marks(cell: Cell) -> str:
@@ -552,8 +618,9 @@ LEGEND = (
     "Each cell: mean over seeds ± half-width of the 95% Student-t interval (no interval with one seed), "
     "then the rank. Rank 1 (highlighted) is the leader, the best mean in the metric's declared direction, "
     "and every method tied with it: ≈ marks a tie, where the 95% paired-bootstrap interval of the per-user "
-    f"difference to the leader (pairs of user and seed, {BOOTSTRAP_RESAMPLES:,} resamples, resampling seed "
-    f"{BOOTSTRAP_SEED}) covers 0. Other methods follow in competition ranking by mean. † no paired per-user "
+    "difference to the leader covers 0 (users resampled as clusters with all their seeds, since users are "
+    f"the unit of sampling; {BOOTSTRAP_RESAMPLES:,} resamples, resampling seed {BOOTSTRAP_SEED}). "
+    "Other methods follow in competition ranking by mean. † no paired per-user "
     "data, so no tie could be tested. ‡ some seeds of this cell did not finish ok and are left off. "
     "Average rank: mean of the ranks over the family's ranked tasks, n/a (ranked/total) unless the method "
     "is ranked on every one."
@@ -596,7 +663,8 @@ def render_markdown(lb: Leaderboard) -> str:
     ]
     for family, title in FAMILY_TITLES.items():
         task_ids = _family_task_ids(lb, family)
-        if not task_ids:
+        reported = _reported_task_ids(lb, family)
+        if not task_ids and not reported:
             continue
         rank_metric = RANK_METRIC[family]
         direction = lb.directions.get(rank_metric)
@@ -604,7 +672,7 @@ def render_markdown(lb: Leaderboard) -> str:
         if not direction:
             lines += [f"No record reports the ranking metric {md(rank_metric)}.", ""]
         entries = _family_entries(lb, family)
-        for metric in TABLE_METRICS[family]:
+        for metric in TABLE_METRICS[family] if task_ids else ():
             ranked = metric == rank_metric
             d = lb.directions.get(metric)
             lines += [
@@ -629,6 +697,16 @@ def render_markdown(lb: Leaderboard) -> str:
                 if any(c is not None for c in cells):
                     rows.append([md(lb.labels[key])] + [_md_cell(c, rank_metric, False) for c in cells])
             lines += _md_table(header, rows)
+        if reported:
+            lines += [f"### Reported, not ranked ({md(rank_metric)})", ""]
+            lines += [f"- {md(t)}: {md(audit_banner(lb.tasks[t]))}" for t in reported] + [""]
+            keys = sorted({k for t in reported for k in lb.tasks[t].cells}, key=lambda k: (lb.labels[k], k))
+            rows = [
+                [md(lb.labels[k])]
+                + [_md_cell(lb.tasks[t].cells.get(k), rank_metric, False) for t in reported]
+                for k in keys
+            ]
+            lines += _md_table(["Method"] + [md(t) for t in reported], rows)
     left_off = [r for r in lb.runs if r.record.status != "ok"]
     if left_off:
         lines += ["## Runs left off the leaderboard", ""]
@@ -915,6 +993,28 @@ def _left_off_table(lb: Leaderboard, runs: Sequence[Run], prefix: str) -> str:
     return _table(["Task", "Method", "Seed", "Status", "Reason"], rows, name_columns=2)
 
 
+def _reported_section(lb: Leaderboard, family: str, prefix: str) -> list[str]:
+    """The family's tasks that are reported but not ranked: why (audit figures), then the rank metric."""
+    reported = _reported_task_ids(lb, family)
+    if not reported:
+        return []
+    metric = RANK_METRIC[family]
+    out = [f"<h3>Reported, not ranked (<code>{esc(metric)}</code>)</h3>", '<ul class="banner">']
+    out += [
+        f"<li>{_link(prefix + _slug('task', t), t)}: {esc(audit_banner(lb.tasks[t]))}</li>" for t in reported
+    ]
+    out.append("</ul>")
+    keys = sorted({k for t in reported for k in lb.tasks[t].cells}, key=lambda k: (lb.labels[k], k))
+    header = ["Method"] + [_link(prefix + _slug("task", t), t) for t in reported]
+    rows = [
+        [_method_href(lb, k, prefix)]
+        + [_html_cell(lb.tasks[t].cells.get(k), metric, False) for t in reported]
+        for k in keys
+    ]
+    out.append(_table(header, rows))
+    return out
+
+
 def _family_section(lb: Leaderboard, family: str) -> list[str]:
     task_ids = _family_task_ids(lb, family)
     rank_metric = RANK_METRIC[family]
@@ -924,7 +1024,7 @@ def _family_section(lb: Leaderboard, family: str) -> list[str]:
     out = [f'<h2 id="family-{family}">Family {family}: {esc(FAMILY_TITLES[family])}</h2>']
     if not direction:
         out.append(f"<p>No record reports the ranking metric <code>{esc(rank_metric)}</code>.</p>")
-    for metric in TABLE_METRICS[family]:
+    for metric in TABLE_METRICS[family] if task_ids else ():
         ranked = metric == rank_metric
         d = lb.directions.get(metric)
         out.append(
@@ -981,7 +1081,7 @@ def _family_section(lb: Leaderboard, family: str) -> list[str]:
                     f"{rank_metric} ({_direction_word(direction)})",
                 )
             )
-    return out
+    return out + _reported_section(lb, family, prefix)
 
 
 def render_index(lb: Leaderboard) -> str:
@@ -993,7 +1093,7 @@ def render_index(lb: Leaderboard) -> str:
         + ".</p>",
         f'<p class="legend">{esc(LEGEND)}</p>',
     ]
-    families = [f for f in FAMILY_TITLES if _family_task_ids(lb, f)]
+    families = [f for f in FAMILY_TITLES if _family_task_ids(lb, f) or _reported_task_ids(lb, f)]
     if families:
         body.append(
             "<ul>"
@@ -1040,6 +1140,8 @@ def render_task(lb: Leaderboard, task: TaskSummary) -> str:
         f"<dt>Shots K</dt><dd>{task.k}</dd>",
         f"<dt>Beta</dt><dd>{esc('n/a' if task.beta is None else f'{task.beta:g}')}</dd>",
         f"<dt>Split hash</dt><dd><code>{esc(task.split_hash)}</code></dd>",
+        f"<dt>Leak audit</dt><dd>{esc(audit_line(task))}</dd>",
+        f"<dt>Leaderboard</dt><dd>{esc('ranked' if task.ranked else audit_banner(task))}</dd>",
         f"<dt>Ranked by</dt><dd><code>{esc(task.rank_metric)}</code>"
         + (f" ({_direction_word(direction)})" if direction else " (not reported)")
         + "</dd>",
@@ -1059,8 +1161,8 @@ def render_task(lb: Leaderboard, task: TaskSummary) -> str:
         body.append(
             '<p class="legend">Difference: mean of (method − leader) in '
             f"<code>{esc(task.rank_metric)}</code> over "
-            f"paired (user, seed) values, with its 95% paired-bootstrap interval ({BOOTSTRAP_RESAMPLES:,} "
-            f"resamples, seed {BOOTSTRAP_SEED}).</p>"
+            "paired (user, seed) values, with its 95% bootstrap interval over users resampled with all their "
+            f"seeds ({BOOTSTRAP_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}).</p>"
         )
         rows = []
         for key in order:

@@ -1,4 +1,4 @@
-"""Statistics behind every number and rank on the leaderboard: seed intervals, paired bootstrap, ranks.
+"""Statistics behind every number and rank on the leaderboard: seed intervals, user-cluster bootstrap, ranks.
 
 Pure functions over numbers and small frames; no file access, so the page generator and the tests share one
 implementation. The rules (DESIGN.md §6):
@@ -8,10 +8,18 @@ implementation. The rules (DESIGN.md §6):
 * Per task: the *leader* is the method with the best mean, in the direction the metric declares (ties of the
   mean are broken by the method key, so the choice is deterministic). Every other method is compared with the
   leader on per-user values paired by ``(user, seed)`` (inner join: only pairs both methods scored, rows with
-  a NaN value dropped). The unit of resampling is one ``(user, seed)`` pair; the statistic is the mean of
-  ``method - leader``; the interval is the 95% percentile interval of ``BOOTSTRAP_RESAMPLES`` resamples drawn
-  from ``numpy.random.default_rng(BOOTSTRAP_SEED)``. The same seed is used for every comparison, so adding a
+  a NaN value dropped). The statistic is the mean of ``method - leader`` over the pairs; the interval is the
+  95% percentile interval of ``BOOTSTRAP_RESAMPLES`` resamples drawn from
+  ``numpy.random.default_rng(BOOTSTRAP_SEED)``. The same seed is used for every comparison, so adding a
   method never changes another method's interval.
+* The unit of resampling is a *user*, with all of its seeds (a user-cluster bootstrap). Users are the unit of
+  sampling: the test users are a sample of a population of cold users, while the seeds are repeated runs
+  nested inside each user, and a user's values under different seeds share that user's difficulty (the
+  per-user differences of one user are correlated across seeds). Resampling ``(user, seed)`` pairs
+  independently treats three seeds of one user as three independent users, so it underestimates the
+  variance and calls too many differences significant. A resample draws as many users as were paired, with
+  replacement, and takes the mean over all pairs of the drawn users (so a user weighs as many pairs as it
+  has, as in the point estimate).
 * A method whose interval covers 0 (``low <= 0 <= high``) *ties* the leader and shares rank 1. A method with
   no paired data cannot be shown to tie, and is ranked as not tied.
 * The remaining methods follow the rank-1 group in standard competition ranking by mean ("1224"): rank =
@@ -147,11 +155,14 @@ def t_interval(values: Sequence[float] | np.ndarray, level: float = LEVEL) -> In
 # --- paired bootstrap ---------------------------------------------------------------------------------------
 
 
-def paired_differences(method: pd.DataFrame, leader: pd.DataFrame, column: str = "value") -> np.ndarray:
-    """``method - leader`` per ``(user, seed)`` present in both frames, sorted by user then seed.
+def paired_user_differences(
+    method: pd.DataFrame, leader: pd.DataFrame, column: str = "value"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``method - leader`` per ``(user, seed)`` present in both frames, and each pair's user cluster.
 
     Each frame has columns ``user``, ``seed`` and ``column``; pairs with a NaN on either side are dropped.
-    Sorting makes the result independent of file and row order, so the bootstrap draws the same pairs.
+    Returns ``(diff, cluster)`` sorted by user then seed, ``cluster`` numbering the users ``0 .. n-1`` in that
+    order. Sorting makes the result independent of file and row order, so the bootstrap draws the same users.
     """
     for name, frame in (("method", method), ("leader", leader)):
         missing = {"user", "seed", column} - set(frame.columns)
@@ -167,23 +178,34 @@ def paired_differences(method: pd.DataFrame, leader: pd.DataFrame, column: str =
     for name, part in (("method", method_keys), ("leader", leader_keys)):
         if np.unique(part).size != part.size:
             raise ValueError(f"{name} per-user frame has duplicate (user, seed) rows")
-    _, in_method, in_leader = np.intersect1d(
+    common, in_method, in_leader = np.intersect1d(
         method_keys, leader_keys, assume_unique=True, return_indices=True
     )
     diff = method[column].to_numpy(np.float64)[in_method] - leader[column].to_numpy(np.float64)[in_leader]
-    return diff[~np.isnan(diff)]
+    kept = ~np.isnan(diff)
+    _, cluster = np.unique(common[kept] // len(seed_values), return_inverse=True)
+    return diff[kept], cluster.astype(np.int64).reshape(-1)
+
+
+def paired_differences(method: pd.DataFrame, leader: pd.DataFrame, column: str = "value") -> np.ndarray:
+    """The differences of ``paired_user_differences`` without their user clusters."""
+    return paired_user_differences(method, leader, column)[0]
 
 
 def paired_bootstrap(
     diff: np.ndarray,
+    cluster: np.ndarray | None = None,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
     level: float = LEVEL,
 ) -> Interval:
-    """Mean of paired differences with a percentile bootstrap interval (resampling the pairs).
+    """Mean of paired differences with a percentile bootstrap interval that resamples whole clusters.
 
-    Draws are made in chunks of whole resamples from one generator, so the result depends only on
-    ``diff``, ``resamples``, ``seed`` and ``level``.
+    ``cluster`` gives each difference's cluster (the user, in the leaderboard); every resample draws as many
+    clusters as there are, with replacement, and its statistic is the mean over all differences of the
+    drawn clusters. Without ``cluster`` each difference is its own cluster (the plain pair bootstrap).
+    Draws are made in chunks of whole resamples from one generator, so the result depends only on the
+    inputs, ``resamples``, ``seed`` and ``level``. ``n`` of the result counts differences, not clusters.
     """
     d = np.asarray(diff, dtype=np.float64)
     if d.ndim != 1:
@@ -194,13 +216,23 @@ def paired_bootstrap(
         raise ValueError("paired_bootstrap got a non-finite difference")
     if resamples < 1:
         raise ValueError(f"resamples must be positive, got {resamples}")
+    if cluster is None:
+        sums, counts = d, np.ones(d.size)
+    else:
+        c = np.asarray(cluster)
+        if c.shape != d.shape:
+            raise ValueError(f"cluster has shape {c.shape}, differences have {d.shape}")
+        _, code = np.unique(c, return_inverse=True)
+        code = code.reshape(-1)
+        sums, counts = np.bincount(code, weights=d), np.bincount(code).astype(np.float64)
     rng = np.random.default_rng(seed)
     means = np.empty(resamples, dtype=np.float64)
-    rows = max(1, _CHUNK_DRAWS // d.size)
+    rows = max(1, _CHUNK_DRAWS // sums.size)
     for start in range(0, resamples, rows):
         stop = min(resamples, start + rows)
-        idx = rng.integers(0, d.size, size=(stop - start, d.size), dtype=np.int32)
-        means[start:stop] = d[idx].mean(axis=1)
+        idx = rng.integers(0, sums.size, size=(stop - start, sums.size), dtype=np.int32)
+        total = sums.size if cluster is None else counts[idx].sum(axis=1)
+        means[start:stop] = sums[idx].sum(axis=1) / total
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return Interval(float(d.mean()), float(low), float(high), int(d.size))
@@ -258,8 +290,8 @@ def rank_task(
         if frame is None or leader_frame is None:
             comparisons[key] = (None, False)
             continue
-        diff = paired_differences(frame, leader_frame)
-        interval = paired_bootstrap(diff, resamples=resamples, seed=seed, level=level)
+        diff, cluster = paired_user_differences(frame, leader_frame)
+        interval = paired_bootstrap(diff, cluster, resamples=resamples, seed=seed, level=level)
         comparisons[key] = (interval, interval.n > 0)
     tied = {
         key for key, (interval, _) in comparisons.items() if interval is not None and interval.covers(0.0)

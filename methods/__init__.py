@@ -17,4 +17,8 @@ REGISTRY: dict[str, str] = {
     "maml": "methods.maml:MAML",
     "protonet": "methods.protonet:ProtoNet",
     "siamese": "methods.siamese:Siamese",
+    "bias-transfer": "methods.bias_transfer:BiasTransfer",
+    "user-knn": "methods.user_knn:UserKNN",
+    "item-knn": "methods.item_knn:ItemKNN",
+    "ease": "methods.ease:EASE",
 }

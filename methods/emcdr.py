@@ -11,7 +11,8 @@ K=0: a cold user's target vector is the mapped source vector. K>0: the mapped ve
 support with at most ``batch.adapt_steps`` Adam steps (target item parameters fixed).
 Validation cold users select the mapping's epochs and the number of adaptation steps; the two MF stages
 run a fixed number of epochs (``source_epochs``, ``target_epochs``; the mapping cannot be scored before
-both exist). The mapping trains on embeddings, not interactions, so it spends no training examples.
+both exist). The mapping trains on embeddings, not interactions, so it spends no training examples; the
+domains' histories it reads to find the warm overlapping users are charged once, before the MF stages.
 """
 
 from __future__ import annotations
@@ -44,16 +45,17 @@ class EMCDR(ColdStartMF):
             module.to(self.device)
         for model in (self.source, self.target):
             self.init_mu(model, view)
+        # histories first: they are charged to the training budget, which the MF stages may then use up
+        has_source = np.zeros(view.n_users, dtype=bool)
+        for d in view.source_domains:
+            has_source[view.history(d).user] = True
+        warm = np.intersect1d(np.flatnonzero(has_source), view.history(view.target_domain).user)
         rng = self.rng(1)
         self.log["source_epochs"] = fit_mf(view, self.source, view.source_domains, c, rng, c["source_epochs"])
         self.log["target_epochs"] = fit_mf(
             view, self.target, [view.target_domain], c, rng, c["target_epochs"]
         )
 
-        has_source = np.zeros(view.n_users, dtype=bool)
-        for d in view.source_domains:
-            has_source[view.history(d).user] = True
-        warm = np.intersect1d(np.flatnonzero(has_source), view.history(view.target_domain).user)
         with torch.no_grad():
             x = self.source.user_vectors(ids(warm, self.device))
             y = self.target.user_vectors(ids(warm, self.device))

@@ -1,8 +1,10 @@
 """Floors: methods that learn nothing cold-start specific, so every real method must beat them.
 
 They also prove the harness: their outputs are known in closed form, so a wrong metric or a leaked label
-shows up as a floor scoring where it cannot. Floors read the target domain's training interactions through
-``view.history`` (input features, free of budget) and take no gradient steps, so they use no budget at all.
+shows up as a floor scoring where it cannot. ``GlobalMean``, ``ItemMean`` and ``Popularity`` read the target
+domain's training interactions once through ``view.history``, which charges those rows to the training
+budget (what a method learns from counts, features included): one pass over the target rows, a small share
+of any budget. They take no gradient steps. ``Random`` reads nothing and uses no budget.
 None of them looks at a cold user's support or source history: at K=0 and K>0 they predict the same.
 """
 

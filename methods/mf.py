@@ -150,12 +150,18 @@ def adam(modules: Sequence[nn.Module], lr: float) -> list[torch.optim.Optimizer]
 
 
 def epoch_batches(
-    view: TrainView, batch_size: int, rng: np.random.Generator, domains: Sequence[str]
+    view: TrainView, batch_size: int, rng: np.random.Generator, domains: Sequence[str], reserve: int = 0
 ) -> Iterator[Interactions]:
-    """One pass over the rows of ``domains``, their batches interleaved at random; stops at the budget."""
+    """One pass over the rows of ``domains``, their batches interleaved at random; stops at the budget.
+
+    ``reserve``: stop before a batch would eat into the last ``reserve`` training examples of the budget
+    (kept for a later stage that must run). Row counts come from ``view.n_rows``, free of budget.
+    """
     streams = [view.batches(batch_size, rng, domain=d) for d in domains]
-    n_batches = [-(-len(view.history(d)) // batch_size) for d in domains]
+    n_batches = [-(-view.n_rows(d) // batch_size) for d in domains]
     for d in rng.permutation(np.repeat(np.arange(len(domains)), n_batches)):
+        if reserve and view.examples_left - reserve < batch_size:
+            return
         rows = next(streams[d], None)
         if rows is None:
             return
@@ -240,10 +246,12 @@ def fit_mf(
     lr: float | None = None,
     domain_weight: np.ndarray | None = None,
     score_start: bool = False,
+    reserve: int = 0,
 ) -> Selection:
     """Fit ``model`` on the training rows of ``domains`` (config: batch_size, lr, l2, patience).
 
     ``domain_weight`` (one weight per domain index) scales each row's loss, as CMF's relation weights do.
+    ``reserve``: training examples left untouched for a later stage (see ``epoch_batches``).
     """
     optimizers = adam([model], lr or config["lr"])
     sampler = NegativeSampler(view.item_domain)
@@ -256,7 +264,8 @@ def fit_mf(
         return (per_row * weight).mean()
 
     def run_epoch() -> bool:
-        return sgd_epoch(epoch_batches(view, config["batch_size"], rng, domains), loss, optimizers)
+        batches = epoch_batches(view, config["batch_size"], rng, domains, reserve)
+        return sgd_epoch(batches, loss, optimizers)
 
     return train_selected(run_epoch, [model], epochs, score, config.get("patience", 3), score_start)
 
@@ -344,7 +353,7 @@ class ColdStartMF(Method):
         self.init_mu(self.target, view)
 
     def init_mu(self, model: MF, view: TrainView) -> None:
-        """Start each domain's global bias at its mean training rating (explicit data; a free feature)."""
+        """Start each domain's global bias at its mean training rating (explicit data; reads each history)."""
         if view.explicit and model.bias:
             with torch.no_grad():
                 for d in view.domains:

@@ -81,18 +81,19 @@ class PTUPCDR(ColdStartMF):
             module.to(self.device)
         for model in (self.source, self.target):
             self.init_mu(model, view)
+        # histories first: they are charged to the training budget, which the MF stages may then use up
+        hist_items, hist_mask = liked_history(
+            view.batch_history(np.arange(view.n_users)), view.n_users, view.explicit, c["history_len"]
+        )
+        warm = np.zeros(view.n_users, dtype=bool)
+        warm[np.unique(view.history(view.target_domain).user)] = True
+        warm &= hist_mask.any(1)
         rng = self.rng(1)
         self.log["source_epochs"] = fit_mf(view, self.source, view.source_domains, c, rng, c["mf_epochs"])
         self.log["target_epochs"] = fit_mf(view, self.target, [view.target_domain], c, rng, c["mf_epochs"])
 
-        hist_items, hist_mask = liked_history(
-            view.batch_history(np.arange(view.n_users)), view.n_users, view.explicit, c["history_len"]
-        )
         self.hist_items = ids(hist_items, self.device)
         self.hist_mask = torch.as_tensor(hist_mask, device=self.device)
-        warm = np.zeros(view.n_users, dtype=bool)
-        warm[np.unique(view.history(view.target_domain).user)] = True
-        warm &= hist_mask.any(1)
         self.user_bias = self.target.user_bias.weight[ids(np.flatnonzero(warm), self.device)].mean().detach()
         sampler, opt = NegativeSampler(view.item_domain), torch.optim.Adam(self.meta.parameters(), lr=c["lr"])
 

@@ -19,20 +19,24 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks import catalog
+from tasks import audit, catalog
 from tasks.cache import default_cache_dir, write_json_atomic
 from tasks.checksums import require_verified, sha256_file
 from tasks.schema import ARROW_SCHEMA, COLUMNS, DataError, canonical
 from tasks.spec import TaskSpec
 from tasks.split import (
     TABLES,
+    cut_global_time,
+    cut_history_at_first_query,
+    drop_duplicate_queries,
     sample_negatives,
+    sort_rows,
     split_leave_one_domain_out,
     split_published,
     split_rating_transfer,
 )
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 MANIFEST = "manifest.json"
 NEGATIVES_SCHEMA = pa.schema(
     [("user", pa.string()), ("item", pa.string()), ("negatives", pa.list_(pa.string()))]
@@ -67,21 +71,71 @@ def split_hash(task_id: str, content: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def make_tables(spec: TaskSpec, data_dir: Path) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict]:
-    """The task's tables, the source checksums and dedup counts (no files written)."""
+@dataclass(frozen=True)
+class Built:
+    """What the builder derives from the sources before writing: tables and the manifest's provenance."""
+
+    tables: dict[str, pd.DataFrame]
+    checksums: dict[str, str]
+    duplicate_rows_removed: dict
+    audit: dict
+    cleaning: dict
+
+
+def _split(
+    spec: TaskSpec, data_dir: Path
+) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict, pd.DataFrame]:
+    """The split rule's tables, source checksums, dedup counts, and the target rows known for negatives."""
     dataset = catalog.DATASETS[spec.dataset]
     if spec.family == "C":
         sums = require_verified(data_dir, list(dataset.files), catalog.HINT)
         short = {d: s for s, (_, d) in catalog.CDRIB_FOLDERS.items()}
         target = catalog.cdrib_split(data_dir, short[spec.target])
         source = catalog.cdrib_split(data_dir, short[spec.source[0]])
-        tables = split_published(target, source, spec)
-        everything = pd.concat(list(target.values()))
-        tables["negatives"] = sample_negatives(tables["query"], everything["item"].unique(), everything, spec)
-        return tables, sums, {}
+        return split_published(target, source, spec), sums, {}, pd.concat(list(target.values()))
     loaded = catalog.load(spec.dataset, data_dir)
     split = split_rating_transfer if spec.family == "R" else split_leave_one_domain_out
-    return split(loaded.table, spec), loaded.checksums, loaded.duplicate_rows_removed
+    return split(loaded.table, spec), loaded.checksums, loaded.duplicate_rows_removed, loaded.table
+
+
+def clean(
+    tables: dict[str, pd.DataFrame], spec: TaskSpec, raw_item_ids: bool
+) -> tuple[dict[str, pd.DataFrame], dict, dict]:
+    """Apply the spec's protocol v2 cleaning rules, then audit the result; returns (tables, audit, counts).
+
+    Order: the time rules (L) first, since they change the training rows the duplicate detector reads; then
+    the duplicate pairs are found on the final training rows and the query pairs they touch are dropped.
+    """
+    counts: dict = {}
+    if spec.rule("time_cut") == "global":
+        tables, removed = cut_global_time(tables, spec.clean["time_quantile"])
+        counts |= removed
+    if spec.rule("history") == "before-first-query":
+        tables, removed = cut_history_at_first_query(tables, spec)
+        counts |= removed
+    params = audit.AuditParams(spec.audit["jaccard"], int(spec.audit["min_co"]))
+    pairs = audit.duplicate_pairs(tables["train"], spec.source, spec.target, params, raw_item_ids)
+    if spec.rule("duplicates") == "drop-query":
+        touched = {
+            name: audit.touched_rows(tables[name], tables["train"], pairs, spec.source)
+            for name in audit.QUERY_TABLES
+        }
+        tables, removed = drop_duplicate_queries(tables, touched)
+        counts |= removed
+    tables = {name: sort_rows(t) for name, t in tables.items()}
+    report = audit.audit(tables, spec.source, spec.target, params, raw_item_ids, spec.family == "R", pairs)
+    return tables, report, counts
+
+
+def make_tables(spec: TaskSpec, data_dir: Path) -> Built:
+    """The task's tables with their audit and provenance (no files written)."""
+    tables, sums, removed, known = _split(spec, data_dir)
+    tables, report, counts = clean(tables, spec, catalog.DATASETS[spec.dataset].raw_item_ids)
+    if spec.family == "C":
+        target_rows = known[known["domain"] == spec.target]
+        items = pd.concat([t[t["domain"] == spec.target]["item"] for n, t in tables.items() if n in TABLES])
+        tables["negatives"] = sample_negatives(tables["query"], items.unique(), target_rows, spec)
+    return Built(tables, sums, removed, report, counts)
 
 
 def counts_of(tables: dict[str, pd.DataFrame], spec: TaskSpec) -> dict[str, int]:
@@ -131,7 +185,8 @@ def build(spec: TaskSpec, data_dir: Path, out: Path, force: bool = False) -> dic
             sums = require_verified(data_dir, list(catalog.DATASETS[spec.dataset].files), catalog.HINT)
             if manifest["source_checksums"] == sums:
                 return manifest
-    tables, sums, removed = make_tables(spec, data_dir)
+    built = make_tables(spec, data_dir)
+    tables = built.tables
     tmp = out / f".{spec.id}.building"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -145,9 +200,11 @@ def build(spec: TaskSpec, data_dir: Path, out: Path, force: bool = False) -> dic
         "task_id": spec.id,
         "spec": spec.to_dict(),
         "builder_version": BUILDER_VERSION,
-        "source_checksums": sums,
-        "duplicate_rows_removed": removed,
+        "source_checksums": built.checksums,
+        "duplicate_rows_removed": built.duplicate_rows_removed,
         "counts": counts_of(tables, spec),
+        "cleaning": built.cleaning,
+        "audit": built.audit,
         "files": files,
         "content": content,
         "split_hash": split_hash(spec.id, content),

@@ -32,6 +32,7 @@ class Dataset:
     domains: tuple[str, ...]
     files: tuple[str, ...]
     read: Callable[[Path], pd.DataFrame]
+    raw_item_ids: bool = True  # items keep their Amazon IDs (the audit can match them across domains)
 
 
 def _dense(root: Path) -> pd.DataFrame:
@@ -115,6 +116,7 @@ DATASETS: dict[str, Dataset] = {
                 for n in (*cdrib.SPLIT_FILES, "common_new_reindex")
             ),
             _cdrib,
+            raw_item_ids=False,
         ),
     ]
 }

@@ -15,6 +15,17 @@ Fields (all required unless marked):
                 (L: interactions in other domains needed), ``pool`` (R, K>0: support pool size)
   [budget]      ``train_examples_multiple`` (x train rows), ``adapt_steps`` (per cold user),
                 ``wall_seconds`` (fit + predict, 2 CPU cores)
+  ranked        (optional, default true) whether the task enters its family's ranked table; variants kept
+                for comparison (CDRIB's published split, the global-time cut) set it to false
+  [audit]       (optional) duplicate-detector thresholds: ``jaccard`` (default 0.95), ``min_co`` (default 3)
+  [clean]       (optional) protocol v2 cleaning rules, each off by default:
+                ``duplicates``: ``keep`` | ``drop-query`` (drop query pairs that duplicate an item of the
+                user's own source history);
+                ``users``: ``published`` | ``disjoint`` (C: disjoint validation and test users);
+                ``history``: ``all`` | ``before-first-query`` (L: a cold user's source rows end before their
+                first query interaction);
+                ``time_cut``: ``none`` | ``global`` (L: every training row before one cut time, the
+                ``time_quantile`` of the cold users' first query times)
 Adding a task is adding a file.
 """
 
@@ -30,6 +41,14 @@ from tasks.schema import DataError
 
 SPEC_DIR = Path(str(resources.files("tasks") / "specs"))
 FAMILIES = ("R", "L", "C")
+CLEAN_RULES: dict[str, tuple[str, ...]] = {
+    "duplicates": ("keep", "drop-query"),
+    "users": ("published", "disjoint"),
+    "history": ("all", "before-first-query"),
+    "time_cut": ("none", "global"),
+}
+CLEAN_FAMILIES = {"users": ("C",), "history": ("L",), "time_cut": ("L",)}
+AUDIT_DEFAULTS: dict[str, float] = {"jaccard": 0.95, "min_co": 3}
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,13 @@ class TaskSpec:
     beta: float | None = None
     valid_fraction: float | None = None
     filters: dict[str, int] = field(default_factory=dict)
+    ranked: bool = True
+    audit: dict[str, float] = field(default_factory=lambda: dict(AUDIT_DEFAULTS))
+    clean: dict[str, Any] = field(default_factory=dict)
+
+    def rule(self, name: str) -> str:
+        """The cleaning rule ``name`` of this spec (its first, "off" value when not declared)."""
+        return self.clean.get(name, CLEAN_RULES[name][0])
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -100,6 +126,9 @@ def parse_spec(data: dict[str, Any], where: str) -> TaskSpec:
         beta=float(data["beta"]) if "beta" in data else None,
         valid_fraction=float(data["valid_fraction"]) if "valid_fraction" in data else None,
         filters=dict(data.get("filters", {})),
+        ranked=bool(data.get("ranked", True)),
+        audit=_audit(data.get("audit", {}), where),
+        clean=_clean(data.get("clean", {}), family, where),
     )
     if family in ("R", "L"):
         if spec.beta is None or spec.valid_fraction is None:
@@ -111,6 +140,37 @@ def parse_spec(data: dict[str, Any], where: str) -> TaskSpec:
     if spec.target in spec.source:
         raise DataError(f"{where}: target {spec.target!r} is also a source")
     return spec
+
+
+def _audit(table: Any, where: str) -> dict[str, float]:
+    if not isinstance(table, dict) or set(table) - set(AUDIT_DEFAULTS):
+        raise DataError(f"{where}: [audit] takes only {sorted(AUDIT_DEFAULTS)}")
+    out = {**AUDIT_DEFAULTS, **table}
+    if not (0 < float(out["jaccard"]) <= 1) or int(out["min_co"]) < 1:
+        raise DataError(f"{where}: [audit] needs 0 < jaccard <= 1 and min_co >= 1")
+    return {"jaccard": float(out["jaccard"]), "min_co": int(out["min_co"])}
+
+
+def _clean(table: Any, family: str, where: str) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise DataError(f"{where}: [clean] must be a table")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "time_quantile":
+            if not isinstance(value, float | int) or not 0 <= value <= 1:
+                raise DataError(f"{where}: [clean] time_quantile must lie in [0, 1]")
+            out[key] = float(value)
+            continue
+        if key not in CLEAN_RULES:
+            raise DataError(f"{where}: [clean] has unknown rule {key!r}; known: {sorted(CLEAN_RULES)}")
+        if value not in CLEAN_RULES[key]:
+            raise DataError(f"{where}: [clean] {key} must be one of {CLEAN_RULES[key]}, got {value!r}")
+        if family not in CLEAN_FAMILIES.get(key, FAMILIES):
+            raise DataError(f"{where}: [clean] {key} applies to families {CLEAN_FAMILIES[key]} only")
+        out[key] = value
+    if out.get("time_cut") == "global" and "time_quantile" not in out:
+        raise DataError(f"{where}: [clean] time_cut = 'global' needs time_quantile")
+    return out
 
 
 def load_spec_file(path: Path) -> TaskSpec:

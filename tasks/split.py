@@ -1,4 +1,4 @@
-"""Protocol v1 split rules (DESIGN.md §3): canonical interactions -> the tables of one task.
+"""Split rules: canonical interactions -> the tables of one task, then the protocol v2 cleaning rules.
 
 Every rule is a pure function of the deduplicated table and the spec. IDs are sorted before any sampling and
 every sample comes from ``numpy.random.default_rng([split_seed, stream])`` with a fixed stream per purpose
@@ -106,15 +106,102 @@ def split_leave_one_domain_out(table: pd.DataFrame, spec: TaskSpec) -> dict[str,
 def split_published(
     target: dict[str, pd.DataFrame], source: dict[str, pd.DataFrame], spec: TaskSpec
 ) -> dict[str, pd.DataFrame]:
-    """Family C: CDRIB's own files. Train = both domains' ``train.txt``; valid/test of the target domain."""
+    """Family C: CDRIB's own files. Train = both domains' ``train.txt``; valid/test of the target domain.
+
+    With ``[clean] users = "disjoint"``, CDRIB's cold users (everyone with target rows in ``valid.txt`` or
+    ``test.txt``) are shuffled once with the split seed: the first half are test users, scored on their
+    ``test.txt`` pairs, the second half validation users, scored on their ``valid.txt`` pairs. In CDRIB's
+    files the two sets are the same people, so model selection would see the test users.
+    """
+    query, valid = target["test"], target["valid"]
+    if spec.rule("users") == "disjoint":
+        cold = np.unique(pd.concat([query["user"], valid["user"]]).to_numpy(dtype=object))
+        order = rng(spec, STREAM_USERS).permutation(np.sort(cold))
+        half = len(order) // 2
+        query = query[query["user"].isin(order[:half])]
+        valid = valid[valid["user"].isin(order[half:])]
     tables = {
         "train": pd.concat([target["train"], source["train"]]),
         "support": empty_table(),
-        "query": target["test"],
+        "query": query,
         "valid_support": empty_table(),
-        "valid_query": target["valid"],
+        "valid_query": valid,
     }
     return {name: sort_rows(t) for name, t in tables.items()}
+
+
+def _drop_cold_users(tables: dict[str, pd.DataFrame], users: np.ndarray) -> dict[str, pd.DataFrame]:
+    """Remove ``users`` from the support and query tables (their source rows in train stay)."""
+    out = dict(tables)
+    for name in ("support", "query", "valid_support", "valid_query"):
+        out[name] = tables[name][~tables[name]["user"].isin(users)]
+    return out
+
+
+def _first_query_ts(tables: dict[str, pd.DataFrame]) -> pd.Series:
+    queries = pd.concat([tables["query"], tables["valid_query"]])
+    return queries.groupby("user", observed=True)["ts"].min()
+
+
+def cut_global_time(tables: dict[str, pd.DataFrame], quantile: float) -> tuple[dict, dict[str, int]]:
+    """Global time cut (L): one time ``T``, the ``quantile`` of the cold users' first query times.
+
+    Every training row, of every user and domain, must be earlier than ``T``; cold users whose first query
+    interaction is earlier than ``T`` are dropped, so no cold user is asked about a moment the training data
+    has passed. Their support may lie on either side of ``T``: it is the user's own revealed data.
+    """
+    first = _first_query_ts(tables)
+    cut = first.quantile(quantile, interpolation="lower")
+    train = tables["train"]
+    late = train["ts"].isna() | (train["ts"] >= cut)
+    early_users = first.index[first < cut].to_numpy(dtype=object)
+    out = _drop_cold_users({**tables, "train": train[~late]}, early_users)
+    return out, {
+        "global_cut_ts": int(cut),
+        "train_rows_after_cut": int(late.sum()),
+        "users_before_cut": len(early_users),
+    }
+
+
+def cut_history_at_first_query(
+    tables: dict[str, pd.DataFrame], spec: TaskSpec
+) -> tuple[dict, dict[str, int]]:
+    """Time-honest histories (L): a cold user keeps only source rows earlier than their first query.
+
+    Cold users left with no source row are not cross-domain transfer users and are dropped.
+    """
+    first = _first_query_ts(tables)
+    train = tables["train"]
+    is_cold_source = train["domain"].isin(spec.source) & train["user"].isin(first.index)
+    limit = first.reindex(train["user"]).to_numpy(dtype=np.float64)
+    late = is_cold_source.to_numpy() & ~(train["ts"].to_numpy(dtype=np.float64, na_value=np.nan) < limit)
+    kept = train[~late]
+    with_source = kept[kept["domain"].isin(spec.source)]["user"].unique()
+    orphans = np.setdiff1d(first.index.to_numpy(dtype=object), np.asarray(with_source, dtype=object))
+    out = _drop_cold_users({**tables, "train": kept}, orphans)
+    return out, {"cold_source_rows_after_first_query": int(late.sum()), "users_without_source": len(orphans)}
+
+
+def drop_duplicate_queries(
+    tables: dict[str, pd.DataFrame], touched: dict[str, np.ndarray]
+) -> tuple[dict, dict[str, int]]:
+    """Protocol v2: remove the query pairs flagged by the audit, then the users left with no query.
+
+    ``touched[name]`` masks the rows of ``query`` / ``valid_query`` whose target item duplicates an item of
+    the same user's source history. Source histories stay as they are.
+    """
+    out = dict(tables)
+    counts: dict[str, int] = {}
+    for name, support in (("query", "support"), ("valid_query", "valid_support")):
+        before = tables[name]["user"].unique()
+        out[name] = tables[name][~touched[name]]
+        gone = np.setdiff1d(
+            np.asarray(before, dtype=object), out[name]["user"].unique().to_numpy(dtype=object)
+        )
+        out[support] = tables[support][~tables[support]["user"].isin(gone)]
+        counts[f"{name}_pairs_removed"] = int(touched[name].sum())
+        counts[f"{name}_users_removed"] = len(gone)
+    return out, counts
 
 
 def sample_negatives(

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.bench import run_suite
+from benchmark.bench import CellJob, _after_crash, chunked, run_suite
 from benchmark.records import iter_records, load_record
-from benchmark.suite import Suite, cells, load_suite
+from benchmark.seeding import available_cpus
+from benchmark.suite import Cell, Suite, cells, load_suite
+from tasks.spec import all_specs
 
 FLOORS = ("global-mean", "item-mean", "popularity", "random")
 SMALL = Suite("small", (0, 1), ("R-books2movies-b20-k1", "L-beauty-k1"), FLOORS)
@@ -41,7 +43,7 @@ def test_suites_expand_to_supported_cells() -> None:
     quick = load_suite("quick")
     assert quick.seeds == (0,) and len(quick.tasks) == 3
     standard = load_suite("standard")
-    assert standard.seeds == (0, 1, 2) and len(standard.tasks) == 26
+    assert standard.seeds == (0, 1, 2) and set(standard.tasks) == set(all_specs())
     grid = cells(SMALL)
     assert len(grid) == 2 * 2 * 2  # R: global-mean, item-mean; L: popularity, random; two seeds
     assert all((c.task.startswith("R")) == (c.method in ("global-mean", "item-mean")) for c in grid)
@@ -160,3 +162,60 @@ def test_bench_cli_builds_the_site_and_the_markdown_copy(data_dir: Path, tmp_pat
     assert (site / "index.html").is_file()
     assert markdown.read_bytes() == (site / "LEADERBOARD.md").read_bytes()
     assert "item-mean" in markdown.read_text()
+
+
+def test_cells_come_seed_first_and_chunk_by_task(tmp_path: Path) -> None:
+    grid = cells(SMALL)
+    assert [c.seed for c in grid] == sorted(c.seed for c in grid)
+    jobs = [CellJob(c, tmp_path, tmp_path, tmp_path) for c in grid]
+    chunks = chunked(jobs, workers=2)
+    assert [j for chunk in chunks for j in chunk] == jobs  # order kept
+    assert all(len({(j.cell.seed, j.cell.task) for j in chunk}) == 1 for chunk in chunks)
+    assert len(chunks) == 4  # one per (seed, task): 2 cells each
+    assert len(chunked(jobs[:4], workers=2)) == 4  # too few tasks to keep both workers busy: split
+    assert all(len(chunk) == 1 for chunk in chunked(jobs, workers=1))  # in-process: per-cell progress
+
+
+def test_bench_runs_git_once_and_caps_jobs_times_threads(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmark import runner
+
+    git_calls = []
+    real_run = subprocess.run
+
+    def counting_run(args, *a, **kw):
+        git_calls.append(args)
+        return real_run(args, *a, **kw)
+
+    monkeypatch.setattr(runner.subprocess, "run", counting_run)
+    runner.code_info.cache_clear()
+    monkeypatch.setenv("COLDBENCH_THREADS", "64")
+    suite = Suite("one", (0, 1), ("R-books2movies-b20-k1",), ("global-mean", "item-mean"))
+    summary = run_suite(suite, data_dir, tmp_path / "results", tmp_path / "tasks", jobs=1)
+    assert summary.statuses["ok"] == 4
+    assert len(git_calls) == 2  # rev-parse and status, once for the whole suite
+    assert summary.jobs * summary.threads <= available_cpus()
+    threads = {load_record(p).env.threads for p in iter_records(tmp_path / "results")}
+    assert threads == {summary.threads}
+    runner.code_info.cache_clear()
+
+
+def test_a_dead_worker_costs_its_cell_and_the_rest_of_its_chunk_runs_later(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    results = tmp_path / "results"
+    suite = Suite("one", (0,), ("R-books2movies-b20-k1",), ("global-mean", "item-mean"))
+    since = time.time() - 1
+    run_suite(suite, data_dir, results, tmp_path / "tasks", jobs=1)
+    done, missing = (CellJob(c, data_dir, results, tmp_path / "tasks") for c in cells(suite))
+    ghost = CellJob(Cell("R-books2movies-b20-k1", "random", 0), data_dir, results, tmp_path / "tasks")
+    later = CellJob(Cell("R-books2movies-b20-k1", "cmf", 0), data_dir, results, tmp_path / "tasks")
+    (results / "R-books2movies-b20-k1" / "item-mean" / "seed-0.json").unlink()
+    finished, rest = _after_crash((done, missing, ghost, later), since, RuntimeError("killed"))
+    statuses = [(j.cell.method, d.status) for j, d in finished]
+    assert statuses == [("global-mean", "ok"), ("item-mean", "crashed")]
+    assert "killed" in finished[-1][1].error
+    assert rest == (ghost, later)
+    finished, rest = _after_crash((done,), time.time() + 60, RuntimeError("killed"))  # an older record
+    assert [d.status for _, d in finished] == ["crashed"] and rest == ()

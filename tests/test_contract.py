@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from benchmark import harness, metrics
-from benchmark.api import ColdBatch, Interactions
+from benchmark.api import BudgetExceeded, ColdBatch, Interactions, Method
 from benchmark.registry import available, load_method
 from benchmark.seeding import seed_everything
 from tests.tiny_tasks import tiny_task
@@ -108,7 +108,7 @@ def test_the_leak_check_catches_a_view_that_serves_query_rows() -> None:
     )
     domain = np.concatenate([train.domain, np.full(len(query.rows), enc.domains.index(enc.spec.target))])
     leaky = dataclasses.replace(enc, tables={**enc.tables, "train": harness.EncodedTable(leaky_rows, domain)})
-    view = harness.make_view(leaky, harness.budget_of(enc.spec, 10), deadline=float("inf"))
+    view = harness.make_view(leaky, harness.budget_of(enc.spec, len(leaky_rows)), deadline=float("inf"))
     spy = Spy(view)
     load_method("popularity")({}, 0).fit(view, view.budget)
     assert leaked(enc, spy.seen)
@@ -133,3 +133,78 @@ def test_method_contract(name: str, family: str) -> None:
     for a, b in zip(outputs, outputs_again, strict=True):
         np.testing.assert_array_equal(a, b)
     assert evaluation.pooled == evaluation_again.pooled
+
+
+# -- what the view charges to the training budget, and what it scores -------------------------------------
+
+
+def fresh_view(family: str, multiple: float = 5.0):
+    enc = task(family)
+    n_train = len(enc.tables["train"].rows)
+    budget = dataclasses.replace(harness.budget_of(enc.spec, n_train), train_examples=int(multiple * n_train))
+    return enc, harness.make_view(enc, budget, deadline=float("inf"))
+
+
+def test_each_domains_history_is_charged_once_and_the_source_merge_too() -> None:
+    enc, view = fresh_view("L")
+    rows = {d: view.n_rows(d) for d in enc.domains}
+    assert view.examples_used == 0 and sum(rows.values()) == view.n_train  # counting rows is free
+    first = view.history("A")
+    assert view.examples_used == rows["A"] == len(first)
+    assert view.history("A") is first and view.examples_used == rows["A"]  # cached: already held
+    view.batch_history(np.arange(5))  # the merge of sources A and B: only B is new
+    assert view.examples_used == rows["A"] + rows["B"]
+    view.batch_history(np.arange(view.n_users))
+    view.history("B")
+    assert view.examples_used == rows["A"] + rows["B"]
+
+
+def test_episodes_charge_the_source_history_they_carry() -> None:
+    _, view = fresh_view("L")
+    rng = np.random.default_rng(0)
+    episodes = list(view.episodes(8, 2, 1, rng))
+    handed = sum(len(e.support) + len(e.query) for e in episodes)
+    assert view.examples_used == handed + view.n_rows("A") + view.n_rows("B")
+
+
+def test_cold_batches_are_free_and_a_history_beyond_the_budget_is_refused() -> None:
+    enc, view = fresh_view("R")
+    harness.evaluate(enc, view, lambda b: np.full(len(b.query_item), 3.0), "support", "query", 0)
+    view.validate(lambda b: np.full(len(b.query_item), 3.0))
+    assert view.examples_used == 0  # a cold user's own source history is its input, not training data
+    source, target = enc.spec.source[0], enc.spec.target
+    view.budget = dataclasses.replace(view.budget, train_examples=view.n_rows(target) + 1)
+    view.history(target)
+    with pytest.raises(BudgetExceeded, match="history"):
+        view.batch_history(np.arange(3))
+    assert view.examples_used == view.n_rows(target)  # all or nothing: the refused read charged nothing
+    assert source not in view._charged
+
+
+def test_validation_scores_family_r_by_minus_user_mae() -> None:
+    enc, view = fresh_view("R")
+
+    def predict(batch: ColdBatch) -> np.ndarray:  # errors that differ per user, so MAE != user MAE
+        return 1.0 + (batch.query_user % 3).astype(np.float64)
+
+    pooled = harness.evaluate(enc, view, predict, "valid_support", "valid_query", 0).pooled
+    assert pooled["mae"] != pytest.approx(pooled["user_mae"])
+    assert view.validate(predict) == -pooled["user_mae"]
+
+
+class DeclaresFlops(Method):
+    def train_flops(self) -> float | None:
+        return 1234.0
+
+
+def test_a_method_may_declare_its_training_flops() -> None:
+    assert DeclaresFlops({}, 0).train_flops_estimate(10**6) == 1234.0
+    plain = load_method("cmf")(load_method("cmf").default_config("R"), 0)
+    assert plain.train_flops() is None
+    assert plain.train_flops_estimate(10) == 10 * plain.flops_per_example()
+
+
+def test_a_flops_figure_stored_as_an_attribute_is_read_too() -> None:
+    method = DeclaresFlops({}, 0)
+    method.train_flops = 99.0  # type: ignore[method-assign]
+    assert method.train_flops_estimate(10**6) == 99.0

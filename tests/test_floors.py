@@ -78,11 +78,26 @@ def ranking_batch(users, candidates) -> ColdBatch:
     )
 
 
+TARGET_ROWS = int((ITEM_DOMAIN[ROWS[:, 1].astype(int)] == 1).sum())  # 5 Movies rows
+
+
 def fitted(cls, view: TrainView, seed: int = 0):
     method = cls({}, seed=seed)
     method.fit(view, BUDGET)
-    assert view.examples_used == 0  # floors read free features only
+    # the target history they read is charged once, whatever the number of reads; Random reads nothing
+    assert view.examples_used == (0 if cls is Random else TARGET_ROWS)
     return method
+
+
+def test_floors_pay_for_the_target_history_once_and_fit_a_budget_of_that_size():
+    view = make_view()
+    fitted(ItemMean, view)
+    GlobalMean({}, seed=0).fit(view, BUDGET)  # the same view: the rows are already held, no new charge
+    assert view.examples_used == TARGET_ROWS
+    tight = make_view()
+    tight.budget = Budget(train_examples=TARGET_ROWS, adapt_steps=0, wall_seconds=60.0)
+    ItemMean({}, seed=0).fit(tight, tight.budget)
+    assert tight.examples_left == 0
 
 
 def test_global_mean_is_the_mean_of_target_ratings_only():

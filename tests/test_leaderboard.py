@@ -48,6 +48,7 @@ TASKS = {
     "L-beauty-k1": ("L", 1, None),
     "L-beauty-k3": ("L", 3, None),
     "C-cloth": ("C", 0, None),
+    "C-cloth-published": ("C", 0, None),
 }
 # method -> offset added to the per-user values (in the "worse" direction); beta is within noise of alpha
 OFFSETS = {"alpha": 0.0, "beta": 0.001, "gamma": 0.3}
@@ -441,3 +442,36 @@ def test_a_method_with_two_configs_gets_two_labelled_entries(tmp_path: Path) -> 
     assert len(cells) == 2 and all(len(c.ok_runs) == 1 for c in cells.values())
     labels = sorted(board.labels[key] for key in cells)
     assert all(label.startswith("alpha @") for label in labels) and labels[0] != labels[1]
+
+
+def test_a_task_whose_audit_fails_is_reported_not_ranked(tmp_path: Path) -> None:
+    """A published variant with measured leaks appears apart, with its audit figures, and out of the ranks."""
+    audit = {
+        "passed": False,
+        "duplicate_pairs": 790,
+        "query_pairs": 3085,
+        "query_touched_pairs": 442,
+        "query_touched_share": 0.143274,
+        "valid_query_touched_share": 0.138783,
+        "valid_test_user_overlap": 832,
+        "cold_source_after_first_query": None,
+        "target_train_after_first_query_median": None,
+    }
+    for method, offset in (("alpha", 0.0), ("gamma", 0.3)):
+        write_ok_run(tmp_path, "C-cloth", method, 1, offset)
+        record = write_ok_run(tmp_path, "C-cloth-published", method, 1, -offset)
+        leaky = record.model_copy(update={"task": record.task.model_copy(update={"audit": audit})})
+        write_record(leaky, record_path(tmp_path, "C-cloth-published", method, 1))
+    board = summarize(load_runs(tmp_path)[0])
+    assert board.family_tasks["C"] == ("C-cloth",)
+    assert not board.tasks["C-cloth-published"].ranked and board.tasks["C-cloth"].ranked
+    text = render(board)["LEADERBOARD.md"]
+    ranked_part, reported_part = text.split("### Reported, not ranked")
+    assert "C-cloth-published" not in ranked_part
+    assert r"14.3% of its test pairs \(442 of 3,085\)" in reported_part
+    assert "832 of its test users are also validation users" in reported_part
+    # gamma leads the leaky task but must not lead the ranked table
+    alpha = next(k for k in board.tasks["C-cloth"].cells if k[0] == "alpha")
+    assert board.average_ranks["C"][alpha] == 1.0
+    page = next(v for k, v in render(board).items() if k.startswith("pages/task") and "published" in k)
+    assert "Leak audit" in page and "failed" in page

@@ -262,8 +262,11 @@ def test_prediction_steps_never_exceed_the_adapt_budget() -> None:
 
 
 def test_training_stops_at_the_example_budget() -> None:
-    method, view, _ = fitted("L", 3, budget=Budget(train_examples=150, adapt_steps=20, wall_seconds=600))
-    assert view.examples_used == 150
+    # maml first reads the source and target histories, charged once: every training row, then 150 to train
+    histories = make_view(False, 3, BUDGET)[0].n_train
+    budget = Budget(train_examples=histories + 150, adapt_steps=20, wall_seconds=600)
+    method, view, _ = fitted("L", 3, budget=budget)
+    assert view.examples_used == budget.train_examples
     assert len(method.log) == 1  # the second epoch found the budget spent
 
 

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
+import subprocess
+import sys
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark import harness, runner
 from benchmark.api import ColdBatch, Method, TrainView
 from benchmark.cli import main
 from benchmark.records import RecordError, load_record
+from benchmark.registry import available, load_method
 from benchmark.runner import execute
+from benchmark.seeding import available_cpus, seed_everything, threads_per_worker
+from tasks import artifact
+from tasks.artifact import TaskData
+from tasks.spec import TaskSpec
+from tests import tiny_tasks
 from tests.tiny_tasks import tiny_task
 
 
@@ -177,3 +189,134 @@ def test_tampered_or_incomplete_records_are_refused(data_dir: Path, tmp_path: Pa
     with pytest.raises(RecordError, match="not a readable JSON"):
         load_record(bad)
     assert not list(path.parent.glob(".*.tmp"))
+
+
+def tiny_tables(family: str, monkeypatch: pytest.MonkeyPatch) -> tuple[TaskSpec, dict[str, pd.DataFrame]]:
+    """The spec and tables a tiny task is encoded from."""
+    seen: dict = {}
+
+    def capture(spec: TaskSpec, tables: dict[str, pd.DataFrame]) -> None:
+        seen.update(spec=spec, tables=tables)
+
+    monkeypatch.setattr(tiny_tasks, "_encode", capture)
+    tiny_tasks.tiny_task(family)
+    monkeypatch.undo()
+    return seen["spec"], seen["tables"]
+
+
+@pytest.mark.parametrize("family", ["R", "L", "C"])
+def test_encode_sorts_users_by_id_and_items_by_domain_then_id(
+    family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, tables = tiny_tables(family, monkeypatch)
+    enc = harness.encode(TaskData({"split_hash": "x"}, tables), spec)
+    frames = [t for n, t in tables.items() if n != "negatives"]
+    everything = pd.concat(frames)
+    assert list(enc.users) == sorted(everything["user"].unique())
+    order = {d: i for i, d in enumerate(enc.domains)}
+    pairs = sorted({(order[d], i) for d, i in zip(everything["domain"], everything["item"], strict=True)})
+    assert list(enc.items) == [i for _, i in pairs]
+    assert list(enc.item_domain) == [d for d, _ in pairs]
+    for name, frame in tables.items():
+        if name == "negatives":
+            continue
+        rows = enc.tables[name].rows
+        assert rows.user.dtype == rows.item.dtype == np.int64
+        assert list(enc.users[rows.user]) == list(frame["user"])
+        assert list(enc.items[rows.item]) == list(frame["item"])
+    if family == "C":
+        neg = tables["negatives"]["negatives"]
+        assert [list(enc.items[r]) for r in enc.negatives] == [list(r) for r in neg]
+
+
+def test_encode_reads_negatives_as_ids_or_as_target_positions(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, tables = tiny_tables("C", monkeypatch)
+    by_id = harness.encode(TaskData({"split_hash": "x"}, tables), spec)
+    target = by_id.target_items
+    positions = np.searchsorted(by_id.items[target], np.stack(tables["negatives"]["negatives"].to_numpy()))
+    as_ints = tables["negatives"].assign(negatives=[row.astype(np.int32) for row in positions])
+    by_position = harness.encode(TaskData({"split_hash": "x"}, {**tables, "negatives": as_ints}), spec)
+    assert by_position.negatives.dtype == np.int64
+    assert np.array_equal(by_position.negatives, by_id.negatives)
+
+
+def test_a_task_is_loaded_and_encoded_once_per_process(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: Counter = Counter()
+    for module, name in ((artifact, "load"), (artifact, "build"), (harness, "encode")):
+        original = getattr(module, name)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+    monkeypatch.setattr(runner, "_TASKS", OrderedDict())
+    tasks = tmp_path / "tasks"
+    task = "R-books2movies-b20-k1"
+    first = runner.run_cell(task, "item-mean", 0, data_dir, tmp_path / "out", tasks_dir=tasks)
+    assert calls == {"build": 1, "load": 1, "encode": 1}
+    split_hash = first.record.task.split_hash
+    for method, seed in (("global-mean", 0), ("item-mean", 1)):  # bench passes the hash: no build, no load
+        result = runner.run_cell(
+            task, method, seed, data_dir, tmp_path / "out", tasks_dir=tasks, split_hash=split_hash
+        )
+        assert result.record.status == "ok" and result.record.task.split_hash == split_hash
+    assert calls == {"build": 1, "load": 1, "encode": 1}
+    with pytest.raises(ValueError, match="split hash"):  # a rebuilt artifact is never taken for another
+        runner.run_cell(
+            task, "item-mean", 2, data_dir, tmp_path / "out", tasks_dir=tasks, split_hash="0" * 64
+        )
+    assert len(runner._TASKS) <= runner.TASK_CACHE_SIZE
+
+
+def test_seeding_is_deterministic_without_importing_dynamo() -> None:
+    script = (
+        "import sys, torch\n"
+        "from benchmark.seeding import seed_everything\n"
+        "seed_everything(0)\n"
+        "assert torch.are_deterministic_algorithms_enabled()\n"
+        "assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        "assert 'torch._dynamo' not in sys.modules, 'seeding imported torch._dynamo'\n"
+        "import torch._inductor.config as inductor\n"
+        "assert inductor.deterministic\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_DETERMINISTIC"}
+    subprocess.run(
+        [sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parents[1], env=env
+    )
+
+
+def test_threads_never_exceed_the_cpus() -> None:
+    cpus = available_cpus()
+    assert seed_everything(0, 10_000) == cpus
+    assert threads_per_worker(jobs=cpus, requested=8) == 1
+    assert threads_per_worker(jobs=1, requested=10_000) == cpus
+    assert threads_per_worker(jobs=10_000, requested=2) == 1
+    seed_everything(0, 1)
+
+
+def fingerprint(enc: harness.EncodedTask) -> str:
+    digest = hashlib.sha256()
+    negatives = enc.negatives if enc.negatives is not None else np.zeros(0)
+    arrays = [enc.users, enc.items, enc.item_domain, negatives]
+    for table in enc.tables.values():
+        arrays += [table.domain, table.rows.user, table.rows.item, table.rows.rating, table.rows.ts]
+    for array in arrays:
+        digest.update(array.astype(str).tobytes() if array.dtype == object else array.tobytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("family", ["R", "L", "C"])
+def test_no_method_writes_to_the_shared_encoded_task(family: str) -> None:
+    """A worker reuses one encoded task for every method and seed, so none may modify it."""
+    enc = tiny_task(family)
+    before = fingerprint(enc)
+    for name in available():
+        cls = load_method(name)
+        if family in cls.families:
+            seed_everything(0, 1)
+            outcome = execute(enc, cls, cls.default_config(family), 0)
+            assert fingerprint(enc) == before, f"{name} modified the encoded task"
+            assert outcome.status == "ok", (name, outcome.error)

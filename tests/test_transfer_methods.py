@@ -114,7 +114,7 @@ class Planted:
         support = Interactions(c.user[sup], c.item[sup], c.rating[sup], c.ts[sup])
         query = Interactions(c.user[~sup], c.item[~sup], c.rating[~sup], c.ts[~sup])
         meter = _AdaptMeter(self.budget.adapt_steps if adapt_steps is None else adapt_steps)
-        history = self.view.batch_history(users)
+        history = self.view._batch_history(users)  # as the harness serves cold users: not charged
         if self.explicit:
             batch = ColdBatch(users, support, history, query.user, query.item, _meter=meter)
         else:
@@ -122,11 +122,12 @@ class Planted:
         return batch, query
 
     def score(self, predict, users: np.ndarray) -> float:
-        """-MAE (family R) or mean NDCG@10 over all query items, support items excluded."""
+        """As the harness validates: -user MAE (family R) or NDCG@10 per user, support items excluded."""
         batch, query = self.batch(users)
         out = predict(batch)
         if self.explicit:
-            return -float(np.abs(out - query.rating).mean())
+            error = np.bincount(query.user, np.abs(out - query.rating)) / np.bincount(query.user)
+            return -float(np.nanmean(error))
         col = np.searchsorted(self.target_items, batch.support.item)
         out[batch.support.user, col] = -np.inf
         relevant = np.zeros(out.shape, dtype=bool)
@@ -291,3 +292,36 @@ def test_liked_history_keeps_ratings_above_3_or_everything_when_none_is():
     assert [set(items[u][mask[u]]) for u in range(3)] == [{5, 7}, {8, 9}, set()]
     items, mask = liked_history(history, 3, explicit=False, length=2)
     assert mask.sum(1).tolist() == [2, 2, 0]
+
+
+def worsening():
+    """A validator under which every new score is worse than the ones before."""
+    calls = iter(range(10**6))
+    return lambda predict: -float(next(calls))
+
+
+def test_finetune_fine_tunes_at_least_one_epoch_and_never_equals_cmf():
+    """A validation that always prefers the earlier state made finetune keep the pretrained model, = CMF."""
+    results = {}
+    for name in ("cmf", "finetune"):
+        cls = METHODS[name]
+        task = Planted("R", 0)
+        task.view._validator = worsening()
+        config = {**cls.default_config("R"), "epochs": 2, "pretrain_epochs": 2, "finetune_epochs": 2}
+        method = cls(config, seed=1)
+        method.fit(task.view, task.budget)
+        results[name] = (method, task)
+    finetune, task = results["finetune"]
+    assert finetune.log["pretrain_epochs"].best_epoch == 1 == results["cmf"][0].log["epochs"].best_epoch
+    tuned = finetune.log["finetune_epochs"]
+    assert tuned.best_epoch == 1 and len(tuned.scores) == 2  # epochs 1 and 2 scored, no epoch 0
+    batch, _ = task.batch(task.test_users)
+    assert not np.array_equal(finetune.predict(batch), results["cmf"][0].predict(batch))
+
+
+def test_finetune_pretraining_leaves_one_fine_tuning_pass_in_the_budget():
+    # 5 pretraining epochs over all rows would take the whole 1.2x budget and leave nothing to fine-tune
+    method, task = fitted("finetune", "L", 3, train_examples=1.2, config={"pretrain_epochs": 5})
+    assert method.log["pretrain_epochs"].best_epoch >= 1
+    assert method.log["finetune_epochs"].best_epoch >= 1
+    assert task.view.examples_used == task.budget.train_examples

@@ -11,7 +11,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="run a suite (resumable) and build the leaderboard")
     parser.add_argument("--suite", default="quick", help="suite name from benchmark/suites (default: quick)")
     parser.add_argument("--methods", nargs="+", default=None, help="only these methods")
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2; 1 = in-process)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="worker processes (default 2; 1 = in-process; at most the CPUs, and jobs x threads never more)",
+    )
     parser.add_argument("--results", type=Path, default=Path("runs/results"), help="records folder")
     parser.add_argument(
         "--site", type=Path, default=Path("site"), help="results site folder (default: ./site)"
@@ -54,7 +59,7 @@ def _bench(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(summary.statuses.items())) or "nothing to run"
     print(
         f"bench {suite.name}: {summary.total} cells, {summary.skipped} already done; ran: {counts};"
-        f" {summary.seconds:.1f}s"
+        f" {summary.seconds:.1f}s ({summary.jobs} jobs x {summary.threads} threads)"
     )
     for method, seconds in sorted(summary.method_seconds.items()):
         print(f"  {method:14} {seconds:8.1f}s")

@@ -65,10 +65,14 @@ def _summary(spec, out: Path) -> dict:
         "cold_users": None,
         "query_rows": None,
         "split_hash": None,
+        "ranked": spec.ranked,
+        "audit": None,
     }
     manifest_path = out / spec.id / artifact.MANIFEST
     if manifest_path.is_file():
-        counts = json.loads(manifest_path.read_text())["counts"]
+        manifest = json.loads(manifest_path.read_text())
+        counts = manifest["counts"]
+        row["audit"] = _audit_cell(manifest.get("audit"))
         row |= {
             "train_rows": counts["train_rows"],
             "cold_users": counts["test_users"],
@@ -78,19 +82,41 @@ def _summary(spec, out: Path) -> dict:
     return row
 
 
+def _audit_cell(report: dict | None) -> str:
+    """``ok`` or what failed, with the measured share: e.g. ``dup 14.3%, overlap 832``."""
+    if not report:
+        return "none"
+    if report["passed"]:
+        return "ok"
+    problems = []
+    if report["query"]["touched_pairs"]:
+        problems.append(f"dup {100 * report['query']['touched_share']:.1f}%")
+    if report["valid_test_user_overlap"]:
+        problems.append(f"overlap {report['valid_test_user_overlap']}")
+    ahead = (report.get("look_ahead") or {}).get("cold_source_after_first_query")
+    if ahead:
+        problems.append(f"ahead {100 * ahead:.0f}%")
+    return ", ".join(problems)
+
+
 def _list(args: argparse.Namespace) -> int:
     out = args.out or artifact.default_task_dir()
     rows = [_summary(spec, out) for spec in all_specs().values()]
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'id':26} {'fam':3} {'K':>2} {'beta':>5} {'train':>8} {'cold':>6} {'query':>7}  target")
+    width = max(len(r["id"]) for r in rows) if rows else 2
+    print(
+        f"{'id':{width}} {'fam':3} {'K':>2} {'beta':>5} {'train':>8} {'cold':>6} {'query':>7} {'ranked':6}"
+        f" {'audit':24} target"
+    )
     for r in rows:
         beta = "" if r["beta"] is None else f"{r['beta']:.2f}"
         cells = [str(r[c]) if r[c] is not None else "-" for c in ("train_rows", "cold_users", "query_rows")]
         print(
-            f"{r['id']:26} {r['family']:3} {r['k']:>2} {beta:>5} {cells[0]:>8} {cells[1]:>6} {cells[2]:>7}"
-            f"  {r['target']}"
+            f"{r['id']:{width}} {r['family']:3} {r['k']:>2} {beta:>5}"
+            f" {cells[0]:>8} {cells[1]:>6} {cells[2]:>7}"
+            f" {'yes' if r['ranked'] else 'no':6} {r['audit'] or '-':24} {r['target']}"
         )
     if any(r["train_rows"] is None for r in rows):
         print("(counts appear once a task is built: coldbench tasks build --all)")
