@@ -26,6 +26,7 @@ import functools
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -316,6 +317,7 @@ def worktree(ref: str) -> Iterator[tuple[Path, str]]:
             check=False,
             capture_output=True,
         )
+        shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 def summarize(report: dict[str, Any]) -> str:
