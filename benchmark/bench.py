@@ -1,35 +1,56 @@
-"""``bench``: run the missing cells of a suite in parallel, resumable at any moment.
+"""``bench``: run the missing cells of a suite in supervised workers, resumable at any moment.
 
-A cell is done when its record exists, validates, and matches the current split hash, method config hash,
-seed and code version (the package version; the git commit is provenance only). Records are written
-atomically by the runner, so a run killed at any point leaves complete records or none, and a restart runs
-exactly the cells without one. Failed records count as done unless ``retry_failed``.
+A cell is done when its record exists, validates, its side files verify (``benchmark.verify``), and it
+matches the current split hash, method config hash, seed, code version (the package version; the git commit
+is provenance only) and the method's code: distribution, version and module source hash. A record written
+before records carried the method's code (``method.source_sha256`` absent) counts as done when everything
+else matches, so the records of a suite already under way stay done. Failed records count as done unless
+``retry_failed``; ``rerun`` runs every selected cell again.
 
-Cells go to workers in chunks of one task (seed first, then task, as ``suite.cells`` orders them), so a
-worker loads and encodes a task once for all the methods of that chunk. The artifacts are built and hashed
-here once; workers load them by the hash they are given. Jobs x threads never exceeds the CPUs.
+Every cell runs in a worker process under a supervisor (``benchmark.executors``), with ``--jobs 1`` too: a
+method that hangs is killed at its wall-clock ceiling (plus a grace) and gets a ``timeout`` record; one that
+exits, raises SystemExit or KeyboardInterrupt, or kills its process gets a ``failed`` record; a worker that
+dies before its method started leaves no record (``crashed``, re-run next time). Only that cell pays: the
+rest of its chunk goes on in a fresh worker, other workers are untouched. Cells go to workers in chunks of
+one task (seed first, then task, as ``suite.cells`` orders them), so a worker loads and encodes a task once
+for all the methods of that chunk. The artifacts are built and hashed here once; workers load them by hash.
+
+Records are written atomically, so a run killed at any point leaves complete records or none. A lock file in
+the results folder (``.coldbench.lock``, holding the pid, host and start time) makes a second bench on the
+same folder stop at once; the start-up clean-up removes only temporary files whose writer is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import fcntl
 import itertools
 import math
 import os
+import socket
 import time
+import traceback
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
-from benchmark.executors import make_executor
-from benchmark.records import Code, RecordError, load_record, record_path
-from benchmark.registry import load_method
+from benchmark.executors import Event, Interrupted, Report, Supervisor
+from benchmark.records import Code, RecordError, RunRecord, record_path, write_record
+from benchmark.registry import Provenance, RegistryError, load_method, provenance, registration, registrations
 from benchmark.seeding import available_cpus, threads_per_worker
 from benchmark.suite import Cell, Suite, cells
+from benchmark.verify import verify_record
 from tasks import artifact
-from tasks.spec import get_spec
+from tasks.cache import default_cache_dir, require_writable
+from tasks.spec import TaskSpec, get_spec
+
+LOCK_NAME = ".coldbench.lock"
+STALE_TMP_SECONDS = 24 * 3600  # a temporary file this old is abandoned even if its pid is alive (reused)
 
 
 @dataclass(frozen=True)
@@ -41,6 +62,12 @@ class CellJob:
     split_hash: str | None = None  # known: the worker loads the artifact without rebuilding or re-hashing
     threads: int | None = None
     code: Code | None = None  # the bench's code info, so workers run no git per cell
+    target: str | None = None  # ``module:Class`` as resolved here, so the worker loads the same class
+    spec: TaskSpec | None = None  # resolved here (a task id not in tasks/specs, e.g. in tests)
+    overrides: dict[str, Any] | None = None
+    save_predictions: bool = False
+    device: str = "cpu"
+    command: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,44 +77,122 @@ class CellDone:
     status: str
     seconds: float
     error: str = ""  # the first line of the record's error, or the crash
+    loads: int = 0  # artifacts the worker process had loaded so far (its task cache at work)
 
 
-def run_job(job: CellJob) -> tuple[str, float, str]:
-    """Run one cell; returns (status, seconds, first error line)."""
-    from benchmark.runner import run_cell
+class _Hooks:
+    """``runner.CellHooks`` in a worker: forwards the method's start and end to the supervisor."""
 
-    start = time.perf_counter()
-    result = run_cell(
-        job.cell.task,
-        job.cell.method,
-        job.cell.seed,
-        job.data_dir,
-        job.results,
-        tasks_dir=job.tasks_dir,
-        threads=job.threads,
-        command=f"coldbench bench (cell {job.cell.task} {job.cell.method} seed {job.cell.seed})",
-        split_hash=job.split_hash,
-        code=job.code,
+    def __init__(self, report: Report | None) -> None:
+        self.report = report
+        self.template: RunRecord | None = None
+
+    def method_started(self, template: RunRecord, ceiling: float) -> None:
+        self.template = template
+        if self.report is not None:
+            self.report("started", template, ceiling)
+
+    def method_done(self) -> None:
+        if self.report is not None:
+            self.report("method_done")
+
+
+def _first_line(text: str | None) -> str:
+    return text.strip().splitlines()[0] if text and text.strip() else ""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for anything a method raised, SystemExit and KeyboardInterrupt included."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r}) raised inside the method"
+    if isinstance(exc, KeyboardInterrupt):
+        return "KeyboardInterrupt raised inside the method (workers ignore Ctrl-C: the method raised it)"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def stopped_record(template: RunRecord, status: str, error: str, seconds: float) -> RunRecord:
+    """The template a worker sent when its method started, completed for a method that had to be stopped."""
+    from benchmark.records import Timing
+    from benchmark.runner import now
+
+    return template.model_copy(
+        update={
+            "status": status,
+            "error": error,
+            "finished_at": now(),
+            "budget": template.budget.model_copy(update={"wall_seconds_used": round(seconds, 3)}),
+            "timing": Timing(fit=round(seconds, 3), adapt=0.0, eval=0.0),
+        }
     )
-    error = (result.record.error or "").splitlines()[0] if result.record.error else ""
-    return result.record.status, time.perf_counter() - start, error
 
 
-def run_chunk(chunk: tuple[CellJob, ...]) -> list[CellDone]:
-    """Worker entry point: the cells of one chunk in order; an exception costs only its own cell."""
-    out = []
-    for job in chunk:
-        start = time.perf_counter()
-        try:
-            out.append(CellDone(*run_job(job)))
-        except Exception as exc:  # no record: reported as crashed, re-run next time
-            out.append(CellDone("crashed", time.perf_counter() - start, f"{type(exc).__name__}: {exc}"))
-    return out
+def run_job(job: CellJob, report: Report | None = None) -> CellDone:
+    """Worker entry point: one cell. Whatever the method raises costs only this cell's record."""
+    from benchmark import runner
+
+    hooks = _Hooks(report)
+    start = time.perf_counter()
+    try:
+        result = runner.run_cell(
+            job.cell.task,
+            job.cell.method,
+            job.cell.seed,
+            job.data_dir,
+            job.results,
+            overrides=job.overrides,
+            save_predictions=job.save_predictions,
+            device=job.device,
+            tasks_dir=job.tasks_dir,
+            threads=job.threads,
+            command=job.command
+            or f"coldbench bench (cell {job.cell.task} {job.cell.method} seed {job.cell.seed})",
+            split_hash=job.split_hash,
+            code=job.code,
+            spec=job.spec,
+            target=job.target,
+            hooks=hooks,
+            tuned=True,
+        )
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the worker must live on
+        seconds = time.perf_counter() - start
+        if hooks.template is None:  # before the method started: nothing to record, re-run next time
+            return CellDone("crashed", seconds, describe(exc), runner.LOADS[0])
+        error = f"{describe(exc)}\n{traceback.format_exc(limit=6)}"
+        path = record_path(job.results, job.cell.task, job.cell.method, job.cell.seed)
+        write_record(stopped_record(hooks.template, "failed", error, seconds), path)
+        return CellDone("failed", seconds, describe(exc), runner.LOADS[0])
+    record = result.record
+    return CellDone(record.status, time.perf_counter() - start, _first_line(record.error), runner.LOADS[0])
+
+
+def settle(event: Event) -> CellDone:
+    """A supervisor event -> the cell's outcome; a killed or dead method gets its record written here."""
+    job: CellJob = event.job
+    if event.kind == "done":
+        return event.result
+    if event.info is None:  # the method had not started: nothing to record, re-run next time
+        return CellDone("crashed", event.seconds, f"worker {event.reason} before the method started")
+    if event.kind == "killed" and event.phase == "method":
+        status, error = "timeout", f"{event.reason}: the method ran {event.seconds:.1f}s and was stopped"
+    else:
+        where = "while the method ran" if event.phase == "method" else "after the method returned"
+        status, error = "failed", f"worker process {event.reason} {where}"
+    path = record_path(job.results, job.cell.task, job.cell.method, job.cell.seed)
+    write_record(stopped_record(event.info, status, error, event.seconds), path)
+    return CellDone(status, event.seconds, error)
+
+
+def run_jobs(jobs_list: list[CellJob], jobs: int, threads: int | None) -> Iterator[tuple[CellJob, CellDone]]:
+    """Each job's outcome, as it finishes, from ``jobs`` supervised workers."""
+    supervisor = Supervisor(run_job, jobs, threads)
+    with contextlib.closing(supervisor.run(chunked(jobs_list, jobs))) as events:
+        for event in events:
+            yield event.job, settle(event)
 
 
 def chunked(jobs_list: list[CellJob], workers: int) -> list[tuple[CellJob, ...]]:
     """Consecutive cells of one (seed, task), split further only while there are under 2 chunks a worker."""
-    if workers <= 1:  # in this process: the task cache serves every cell, and progress shows per cell
+    if workers <= 1:  # one worker runs every cell in order: its task cache serves consecutive cells anyway
         return [(job,) for job in jobs_list]
     groups = [list(g) for _, g in itertools.groupby(jobs_list, lambda j: (j.cell.seed, j.cell.task))]
     if len(groups) >= 2 * workers:
@@ -97,35 +202,66 @@ def chunked(jobs_list: list[CellJob], workers: int) -> list[tuple[CellJob, ...]]
 
 
 class DoneCheck:
-    """``is_done`` for many cells: the code version and each method's config hash computed once."""
+    """``is_done`` for many cells: the code version, each method's config hash and code computed once."""
 
-    def __init__(self, results: Path, code: Code, retry_failed: bool) -> None:
+    def __init__(
+        self,
+        results: Path,
+        code: Code,
+        retry_failed: bool,
+        overrides: dict[str, Any] | None = None,
+        rerun: bool = False,
+    ) -> None:
         self.results, self.code, self.retry_failed = results, code, retry_failed
-        self._config_hashes: dict[tuple[str, str], str] = {}
+        self.overrides, self.rerun = overrides or {}, rerun
+        self._expected: dict[tuple[str, str], tuple[str, Provenance, int | None]] = {}
+        self.rejected: list[str] = []  # records present but not verified: why (they are re-run)
 
-    def config_hash(self, method: str, family: str) -> str:
+    def expected(self, method: str, family: str, task: str) -> tuple[str, Provenance, int | None]:
+        """The config hash a current record has (the tuned one where it exists), its code, its trials."""
         from benchmark.runner import config_hash, resolve_config
+        from benchmark.tuning import tuned_config
 
-        key = (method, family)
-        if key not in self._config_hashes:
-            self._config_hashes[key] = config_hash(resolve_config(load_method(method), family, {}))
-        return self._config_hashes[key]
+        key = (method, task)
+        if key not in self._expected:
+            cls = load_method(method)
+            found = None if self.overrides else tuned_config(method, task)
+            config = config_hash(resolve_config(cls, family, found[0] if found else self.overrides))
+            code = provenance(method, registration(method).target, cls)
+            self._expected[key] = (config, code, found[1] if found else None)
+        return self._expected[key]
 
     def __call__(self, cell: Cell, split_hash: str) -> bool:
         path = record_path(self.results, cell.task, cell.method, cell.seed)
-        if not path.is_file():
+        if self.rerun or not path.is_file():
             return False
         try:
-            record = load_record(path)
-        except RecordError:
+            record = verify_record(path, self.results)
+        except RecordError as exc:
+            self.rejected.append(str(exc))
             return False
+        config, code, trials = self.expected(cell.method, record.task.family, cell.task)
         return (
             record.task.split_hash == split_hash
-            and record.method.config_hash == self.config_hash(cell.method, record.task.family)
+            and record.method.config_hash == config
+            and (trials is None or record.method.trials == trials)
             and record.seed == cell.seed
             and record.code.version == self.code.version
+            and same_method_code(record, code)
             and not (self.retry_failed and record.status == "failed")
         )
+
+
+def same_method_code(record: RunRecord, code: Provenance) -> bool:
+    """The record was made by this method code; a record from before the code was recorded matches."""
+    ref = record.method
+    if ref.source_sha256 is None:
+        return True
+    return (ref.dist, ref.dist_version, ref.source_sha256) == (
+        code.dist,
+        code.dist_version,
+        code.source_sha256,
+    )
 
 
 def is_done(cell: Cell, results: Path, split_hash: str, retry_failed: bool) -> bool:
@@ -134,13 +270,65 @@ def is_done(cell: Cell, results: Path, split_hash: str, retry_failed: bool) -> b
     return DoneCheck(results, code_info(), retry_failed)(cell, split_hash)
 
 
+def _writer_gone(tmp: Path) -> bool:
+    """Whether the process that named ``tmp`` (``.<name>.<pid>.tmp``) is gone, or the file is abandoned."""
+    try:
+        if time.time() - tmp.stat().st_mtime > STALE_TMP_SECONDS:
+            return True
+    except OSError:
+        return False
+    pid = tmp.name.rsplit(".", 2)[-2] if tmp.name.count(".") >= 3 else ""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def clean_partial_files(results: Path) -> int:
-    """Remove temporary files that a killed writer left behind (never complete records)."""
+    """Remove temporary files that a killed writer left behind (never complete records, never the file of
+    a writer still alive: a ``coldbench run`` may be writing into the same folder)."""
     removed = 0
     for tmp in results.glob("**/.*.tmp"):
-        tmp.unlink(missing_ok=True)
-        removed += 1
+        if _writer_gone(tmp):
+            tmp.unlink(missing_ok=True)
+            removed += 1
     return removed
+
+
+class ResultsBusy(RuntimeError):
+    """Another bench holds the results folder's lock; the message names it."""
+
+
+@contextlib.contextmanager
+def results_lock(results: Path) -> Iterator[None]:
+    """Hold ``<results>/.coldbench.lock`` (an advisory lock the kernel drops when the holder dies)."""
+    path = results / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "another process"
+        os.close(fd)
+        raise ResultsBusy(
+            f"results folder {results} is in use by {holder} (lock {path});"
+            " wait for it to finish or use another --results"
+        ) from None
+    since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    os.ftruncate(fd, 0)
+    os.pwrite(
+        fd, f"coldbench bench pid {os.getpid()} on host {socket.gethostname()} since {since}\n".encode(), 0
+    )
+    try:
+        yield
+    finally:
+        os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 @dataclass
@@ -149,30 +337,48 @@ class BenchSummary:
     skipped: int
     statuses: Counter = field(default_factory=Counter)
     crashed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # one line per cell that did not end ok, this run
+    rejected: list[str] = field(default_factory=list)  # records that did not verify (re-run)
     seconds: float = 0.0
     method_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     cell_seconds: dict[Cell, float] = field(default_factory=dict)
     jobs: int = 1
     threads: int = 1
+    loads: int = 0  # the most artifacts one worker loaded
 
 
-def _after_crash(
-    chunk: tuple[CellJob, ...], since: float, exc: BaseException
-) -> tuple[list[tuple[CellJob, CellDone]], tuple[CellJob, ...]]:
-    """A chunk whose worker died: cells with a record written since ``since`` finished, the first without
-    one is the crash, and the rest go back to the queue."""
-    finished: list[tuple[CellJob, CellDone]] = []
-    for i, job in enumerate(chunk):
-        path = record_path(job.results, job.cell.task, job.cell.method, job.cell.seed)
+def split_methods(suite: Suite, methods: list[str] | None) -> tuple[list[str], dict[str, str]]:
+    """The selected methods that load, and the broken ones with why; an unknown name is a RegistryError."""
+    known = registrations()
+    chosen = list(methods or suite.methods)
+    unknown = [m for m in chosen if m not in known]
+    if unknown:
+        raise RegistryError(f"unknown method(s) {unknown}; registered: {', '.join(known)}")
+    loadable, broken = [], {}
+    for name in chosen:
         try:
-            record = load_record(path) if path.stat().st_mtime >= since else None
-        except (OSError, RecordError):
-            record = None
-        if record is None:
-            crash = CellDone("crashed", 0.0, f"{type(exc).__name__}: {exc}")
-            return [*finished, (job, crash)], chunk[i + 1 :]
-        finished.append((job, CellDone(record.status, record.budget.wall_seconds_used)))
-    return finished, ()
+            load_method(name)
+            loadable.append(name)
+        except RegistryError as exc:
+            broken[name] = str(exc)
+    return loadable, broken
+
+
+def check_overrides(methods: list[str], tasks: tuple[str, ...], overrides: dict[str, Any]) -> None:
+    """Every selected method must take every ``--set`` key, with a value of its type, for every family."""
+    if not overrides:
+        return
+    from benchmark.runner import ConfigError, resolve_config
+
+    families = sorted({get_spec(t).family for t in tasks})
+    for name in methods:
+        cls = load_method(name)
+        for family in families:
+            if family in cls.families:
+                try:
+                    resolve_config(cls, family, overrides)
+                except ConfigError as exc:
+                    raise ConfigError(f"--set for method {name!r} (family {family}): {exc}") from None
 
 
 def run_suite(
@@ -184,24 +390,80 @@ def run_suite(
     jobs: int = 1,
     retry_failed: bool = False,
     on_record: Callable[[Path], object] | None = None,
+    overrides: dict[str, Any] | None = None,
+    rerun: bool = False,
+) -> BenchSummary:
+    """Run the suite's missing cells; ``Interrupted`` (SIGINT/SIGTERM) stops the workers and propagates."""
+    for folder, what in (
+        (results, "results folder"),
+        (tasks_dir, "task folder"),
+        (default_cache_dir(), "cache"),
+    ):
+        require_writable(folder, what)
+    with results_lock(results):
+        clean_partial_files(results)
+        return _run_locked(
+            suite,
+            data_dir,
+            results,
+            tasks_dir,
+            methods,
+            jobs,
+            retry_failed,
+            on_record,
+            overrides or {},
+            rerun,
+        )
+
+
+def _run_locked(
+    suite: Suite,
+    data_dir: Path,
+    results: Path,
+    tasks_dir: Path,
+    methods: list[str] | None,
+    jobs: int,
+    retry_failed: bool,
+    on_record: Callable[[Path], object] | None,
+    overrides: dict[str, Any],
+    rerun: bool,
 ) -> BenchSummary:
     from benchmark.runner import code_info
 
-    start, since = time.perf_counter(), time.time() - 1
-    results.mkdir(parents=True, exist_ok=True)
-    clean_partial_files(results)
-    grid = cells(suite, methods)
-    hashes = {
-        t: artifact.build(get_spec(t), data_dir, tasks_dir)["split_hash"]
-        for t in sorted({c.task for c in grid})
-    }
+    start = time.perf_counter()
+    loadable, broken = split_methods(suite, methods)
+    check_overrides(loadable, suite.tasks, overrides)
+    grid = cells(suite, loadable) if loadable else []
+    specs = {t: get_spec(t) for t in sorted({c.task for c in grid})}
+    hashes = {t: artifact.build(spec, data_dir, tasks_dir)["split_hash"] for t, spec in specs.items()}
     code = code_info()
-    done = DoneCheck(results, code, retry_failed)
+    done = DoneCheck(results, code, retry_failed, overrides, rerun)
     todo = [c for c in grid if not done(c, hashes[c.task])]
     jobs = max(1, min(jobs, available_cpus(), len(todo) or 1))
     threads = threads_per_worker(jobs)
-    summary = BenchSummary(total=len(grid), skipped=len(grid) - len(todo), jobs=jobs, threads=threads)
-    jobs_list = [CellJob(c, data_dir, results, tasks_dir, hashes[c.task], threads, code) for c in todo]
+    summary = BenchSummary(
+        total=len(grid) + len(broken), skipped=len(grid) - len(todo), jobs=jobs, threads=threads
+    )
+    summary.rejected = done.rejected
+    for name, why in broken.items():
+        summary.statuses["failed"] += 1
+        summary.failed.append(f"failed: {name} (every cell of the method): {why}")
+    targets = {m: registration(m).target for m in loadable}
+    jobs_list = [
+        CellJob(
+            c,
+            data_dir,
+            results,
+            tasks_dir,
+            hashes[c.task],
+            threads,
+            code,
+            targets[c.method],
+            specs[c.task],
+            overrides=overrides or None,
+        )
+        for c in todo
+    ]
     bar = tqdm(
         total=len(grid),
         initial=summary.skipped,
@@ -209,23 +471,22 @@ def run_suite(
         unit="cell",
         disable=os.environ.get("COLDBENCH_NO_PROGRESS") == "1",
     )
-    chunks = chunked(jobs_list, jobs)
-    while chunks:
-        requeued: list[tuple[CellJob, ...]] = []
-        for chunk, outcome in make_executor(jobs, threads).run(run_chunk, chunks):
-            if isinstance(outcome, BaseException):
-                finished, rest = _after_crash(chunk, since, outcome)
-                if rest:
-                    requeued.append(rest)
-            else:
-                finished = list(zip(chunk, outcome, strict=True))
-            for job, cell_done in finished:
+    finished = 0
+    try:
+        with contextlib.closing(run_jobs(jobs_list, jobs, threads)) as outcomes:
+            for job, cell_done in outcomes:
                 _count(summary, job.cell, cell_done, results, on_record)
-                bad = sum(v for k, v in summary.statuses.items() if k != "ok")
-                bar.set_postfix(failed=bad, refresh=False)
+                finished += 1
+                bar.set_postfix(failed=len(summary.failed), refresh=False)
                 bar.update(1)
-        chunks = requeued
-    bar.close()
+    except Interrupted as exc:
+        exc.detail = (
+            f"workers stopped; {finished} of {len(todo)} cells finished this run, every record written is"
+            " complete; run the same command again to continue"
+        )
+        raise
+    finally:
+        bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -238,9 +499,14 @@ def _count(
     on_record: Callable[[Path], object] | None,
 ) -> None:
     summary.statuses[done.status] += 1
+    summary.loads = max(summary.loads, done.loads)
+    line = f"{cell.task} {cell.method} seed {cell.seed}: {done.error or done.status}"
     if done.status == "crashed":
-        summary.crashed.append(f"{cell.task} {cell.method} seed {cell.seed}: {done.error}")
+        summary.crashed.append(line)
+        summary.failed.append(f"crashed (no record, re-run next time): {line}")
         return
+    if done.status != "ok":
+        summary.failed.append(f"{done.status}: {line}")
     summary.method_seconds[cell.method] += done.seconds
     summary.cell_seconds[cell] = done.seconds
     if on_record is not None:

@@ -7,11 +7,12 @@ scored with, so no reader ever has to guess whether lower or higher is better.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tasks.cache import write_text_atomic
 
 SCHEMA_VERSION = 1
 Status = Literal["ok", "failed", "over_budget", "timeout"]
@@ -39,6 +40,10 @@ class MethodRef(_Strict):
     config_hash: str
     paper: str = ""
     trials: int = 1
+    # The method's code (optional: records written before these fields count as current without them).
+    dist: str | None = None  # the distribution that ships the method (``coldbench`` for in-repo ones)
+    dist_version: str | None = None
+    source_sha256: str | None = None  # of the module defining the method class
 
 
 class BudgetUse(_Strict):
@@ -127,11 +132,8 @@ def record_path(root: Path, task_id: str, method: str, seed: int) -> Path:
 
 
 def write_record(record: RunRecord, path: Path) -> None:
-    """Write atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    """Write atomically: a temporary file in the same folder, then a rename (nothing left on failure)."""
+    write_text_atomic(path, json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
 
 
 def iter_records(root: Path) -> list[Path]:

@@ -23,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -43,7 +43,7 @@ from benchmark.records import (
     record_path,
     write_record,
 )
-from benchmark.registry import load_method
+from benchmark.registry import Provenance, load_method, load_target, provenance, registration
 from benchmark.seeding import seed_everything
 from tasks import artifact
 from tasks.audit import summary as audit_summary
@@ -51,6 +51,7 @@ from tasks.cache import write_parquet_atomic
 from tasks.spec import TaskSpec, get_spec
 
 REPO = Path(__file__).resolve().parents[1]
+N_QUERY = "n_query"  # per-user file column: the user's query rows (ratings in R, pairs in C)
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -125,11 +126,41 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+class ConfigError(KeyError, ValueError):
+    """A config override the method does not take, or of the wrong type; the message names the key."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def _type_problem(value: Any, default: Any) -> str:
+    """Why ``value`` cannot replace ``default`` ('' when it can): the default's type is the key's type."""
+    if default is None:
+        return ""
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok, kind = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "a string (quote it, e.g. '\"1\"')"
+    else:
+        ok, kind = isinstance(value, type(default)), f"a {type(default).__name__}"
+    return "" if ok else f"expects {kind} like its default {default!r}, got {value!r}"
+
+
 def resolve_config(cls: type[Method], family: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The method's default config for ``family`` with ``overrides``, each an existing key of its type."""
     base = cls.default_config(family)
     unknown = sorted(set(overrides) - set(base))
-    if unknown and base:
-        raise KeyError(f"unknown config key(s) {unknown} for this method; known: {sorted(base)}")
+    if unknown:
+        known = sorted(base) if base else "none, it takes no configuration"
+        raise ConfigError(f"unknown config key(s) {unknown} for this method; known: {known}")
+    for key, value in overrides.items():
+        problem = _type_problem(value, base[key])
+        if problem:
+            raise ConfigError(f"config key {key!r} {problem}")
     return {**base, **overrides}
 
 
@@ -143,6 +174,7 @@ class LoadedTask:
 
 
 _TASKS: OrderedDict[tuple[Path, str], LoadedTask] = OrderedDict()
+LOADS = [0]  # artifacts this process loaded: bench reports it, so a test sees the per-worker reuse
 
 
 def load_task(folder: Path, split_hash: str, spec: TaskSpec) -> LoadedTask:
@@ -160,6 +192,7 @@ def load_task(folder: Path, split_hash: str, spec: TaskSpec) -> LoadedTask:
     while len(_TASKS) >= TASK_CACHE_SIZE:  # evict before loading: the peak holds at most the cache size
         _TASKS.popitem(last=False)
     data = artifact.load(folder)
+    LOADS[0] += 1
     if data.split_hash != split_hash:
         raise ValueError(f"{folder}: split hash {data.split_hash[:12]}, expected {split_hash[:12]}; rebuilt?")
     _TASKS[key] = LoadedTask(data.manifest, harness.encode(data, spec))
@@ -233,6 +266,159 @@ class CellResult:
     path: Path
 
 
+class CellHooks(Protocol):
+    """What a supervisor learns while a cell runs: when the method starts (with the record to write if it
+    must be stopped, and its wall-clock ceiling) and when the method's code is done."""
+
+    def method_started(self, template: RunRecord, ceiling: float) -> None: ...
+
+    def method_done(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CellContext:
+    """Everything of a cell's record that is known before the method runs."""
+
+    spec: TaskSpec
+    manifest: dict
+    method_name: str
+    cls: type[Method]
+    config: dict[str, Any]
+    seed: int
+    threads: int
+    device: str
+    code: Code
+    command: str
+    started_at: str
+    provenance: Provenance
+    trials: int | None = None  # tuning trials that chose this configuration (None: not tuned)
+
+
+def _task_ref(ctx: CellContext) -> TaskRef:
+    spec = ctx.spec
+    return TaskRef(
+        id=spec.id,
+        family=spec.family,
+        split_hash=ctx.manifest["split_hash"],
+        k=spec.k,
+        beta=spec.beta,
+        source=list(spec.source),
+        target=spec.target,
+        ranked=spec.ranked,
+        audit=audit_summary(ctx.manifest["audit"]),
+    )
+
+
+def _method_ref(ctx: CellContext, trials: int) -> MethodRef:
+    return MethodRef(
+        name=ctx.method_name,
+        config=ctx.config,
+        config_hash=config_hash(ctx.config),
+        paper=ctx.cls.paper or "",
+        trials=trials,  # configurations scored on validation
+        dist=ctx.provenance.dist,
+        dist_version=ctx.provenance.dist_version,
+        source_sha256=ctx.provenance.source_sha256,
+    )
+
+
+def template_record(ctx: CellContext, budget: Budget) -> RunRecord:
+    """The record a supervisor writes for this cell if the method must be stopped (its status and error
+    are set then); every figure that needs the method's outcome is zero."""
+    return RunRecord(
+        task=_task_ref(ctx),
+        method=_method_ref(ctx, ctx.trials or 1),
+        seed=ctx.seed,
+        status="timeout",
+        metrics={},
+        metric_directions={},
+        n_eval_users=0,
+        budget=BudgetUse(
+            train_examples_limit=budget.train_examples,
+            train_examples_used=0,
+            adapt_steps_limit=budget.adapt_steps,
+            adapt_steps_used=0,
+            wall_seconds_limit=budget.wall_seconds,
+            wall_seconds_used=0.0,
+        ),
+        timing=Timing(fit=0.0, adapt=0.0, eval=0.0),
+        peak_rss_mb=peak_rss_mb(),
+        n_params=0,
+        train_flops_estimate=0.0,
+        env=env_info(ctx.threads, ctx.device),
+        code=ctx.code,
+        command=ctx.command,
+        started_at=ctx.started_at,
+        finished_at=ctx.started_at,
+        error=None,
+    )
+
+
+def outcome_record(ctx: CellContext, outcome: Outcome, artifacts: dict[str, str]) -> RunRecord:
+    """The record of a cell whose method returned (whatever its status)."""
+    status, evaluation, view, budget = outcome.status, outcome.evaluation, outcome.view, outcome.budget
+    modules = outcome.method.modules() if outcome.method is not None else []
+    reported = (
+        {m: float(evaluation.pooled[m]) for m in ctx.spec.metrics} if evaluation and status == "ok" else {}
+    )
+    n_params = sum(p.numel() for m in modules for p in m.parameters())
+    return RunRecord(
+        task=_task_ref(ctx),
+        method=_method_ref(ctx, ctx.trials or int(getattr(outcome.method, "trials", 1))),
+        seed=ctx.seed,
+        status=status,
+        metrics=reported,
+        metric_directions={m: metrics.METRICS[m].direction for m in reported},
+        validation_score=getattr(outcome.method, "validation_score", None),
+        n_eval_users=len(evaluation.users) if evaluation else 0,
+        budget=BudgetUse(
+            train_examples_limit=budget.train_examples,
+            train_examples_used=view.examples_used,
+            adapt_steps_limit=budget.adapt_steps,
+            adapt_steps_used=evaluation.adapt_steps_used if evaluation else 0,
+            wall_seconds_limit=budget.wall_seconds,
+            wall_seconds_used=round(outcome.wall_seconds, 3),
+        ),
+        timing=Timing(
+            fit=round(outcome.fit_seconds, 3),
+            adapt=round(evaluation.seconds_predict, 3) if evaluation else 0.0,
+            eval=round(evaluation.seconds_eval, 3) if evaluation else 0.0,
+        ),
+        peak_rss_mb=peak_rss_mb(),
+        n_params=int(n_params),
+        train_flops_estimate=float(
+            outcome.method.train_flops_estimate(view.examples_used) if outcome.method is not None else 0.0
+        ),
+        env=env_info(ctx.threads, ctx.device),
+        code=ctx.code,
+        command=ctx.command,
+        started_at=ctx.started_at,
+        finished_at=now(),
+        error=outcome.error,
+        artifacts=artifacts,
+    )
+
+
+def write_side_files(
+    enc: harness.EncodedTask, evaluation: harness.Evaluation, path: Path, seed: int, save_predictions: bool
+) -> dict[str, str]:
+    """Per-user metrics (with ``n_query``, each user's query rows, so pooled metrics can be re-derived)
+    and, when asked, the predictions; returns the record's ``artifacts``."""
+    artifacts: dict[str, str] = {}
+    users_file = path.with_name(f"seed-{seed}.users.parquet")
+    n_query = np.bincount(enc.tables["query"].rows.user, minlength=len(enc.users))[evaluation.users]
+    frame = pd.DataFrame(
+        {"user": enc.users[evaluation.users], **evaluation.per_user, N_QUERY: n_query.astype(np.int64)}
+    )
+    write_parquet_atomic(frame, users_file)
+    artifacts["per_user"] = users_file.name
+    if save_predictions and evaluation.predictions is not None:
+        pred_file = path.with_name(f"seed-{seed}.predictions.parquet")
+        write_parquet_atomic(evaluation.predictions, pred_file)
+        artifacts["predictions"] = pred_file.name
+    return artifacts
+
+
 def run_cell(
     task_id: str,
     method_name: str,
@@ -247,17 +433,29 @@ def run_cell(
     command: str | None = None,
     split_hash: str | None = None,
     code: Code | None = None,
+    spec: TaskSpec | None = None,
+    target: str | None = None,
+    hooks: CellHooks | None = None,
+    tuned: bool = False,
 ) -> CellResult:
     """Run one cell and write its record (always, whatever the status) under ``out``.
 
     Without ``split_hash`` the artifact is built, or checked against the spec and sources; bench passes the
-    hash of the artifact it built, and its ``code`` info, so that a cell costs neither again.
+    hash of the artifact it built, and its ``code`` info, so that a cell costs neither again. ``spec`` and
+    ``target`` (``module:Class``) replace the lookups by id and name: a supervisor resolves them once.
     """
     started_at = now()
-    spec: TaskSpec = get_spec(task_id)
-    cls = load_method(method_name)
+    spec = spec or get_spec(task_id)
+    cls = load_target(method_name, target) if target else load_method(method_name)
     if spec.family not in cls.families:
         raise ValueError(f"method {method_name!r} supports families {cls.families}, not {spec.family}")
+    trials = None
+    if tuned and not overrides:  # bench without --set: the task group's tuned configuration, if any
+        from benchmark.tuning import tuned_config
+
+        found = tuned_config(method_name, spec.id)
+        if found is not None:
+            overrides, trials = found
     config = resolve_config(cls, spec.family, overrides or {})
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: torch sees no CUDA device here; use --device cpu")
@@ -267,77 +465,34 @@ def run_cell(
     if split_hash is None:
         split_hash = artifact.build(spec, data_dir, tasks_dir)["split_hash"]
     task = load_task(tasks_dir / spec.id, split_hash, spec)
-    manifest, enc = task.manifest, task.enc
+    ctx = CellContext(
+        spec,
+        task.manifest,
+        method_name,
+        cls,
+        config,
+        seed,
+        threads,
+        device,
+        code or code_info(),
+        command
+        or shlex.join(["coldbench", "run", "--method", method_name, "--task", spec.id, "--seed", str(seed)]),
+        started_at,
+        provenance(method_name, target or registration(method_name).target, cls),
+        trials,
+    )
+    enc = task.enc
+    if hooks is not None:
+        budget = harness.budget_of(enc.spec, len(enc.tables["train"].rows))
+        hooks.method_started(template_record(ctx, budget), budget.wall_seconds)
     outcome = execute(enc, cls, config, seed, device, keep_predictions=save_predictions)
-    status, error, evaluation, view = outcome.status, outcome.error, outcome.evaluation, outcome.view
-    budget, fit_s, wall = outcome.budget, outcome.fit_seconds, outcome.wall_seconds
-    modules = outcome.method.modules() if outcome.method is not None else []
-
     path = record_path(out, spec.id, method_name, seed)
     artifacts: dict[str, str] = {}
-    if evaluation is not None and status == "ok":
-        users_file = path.with_name(f"seed-{seed}.users.parquet")
-        frame = pd.DataFrame({"user": enc.users[evaluation.users], **evaluation.per_user})
-        write_parquet_atomic(frame, users_file)
-        artifacts["per_user"] = users_file.name
-        if save_predictions and evaluation.predictions is not None:
-            pred_file = path.with_name(f"seed-{seed}.predictions.parquet")
-            write_parquet_atomic(evaluation.predictions, pred_file)
-            artifacts["predictions"] = pred_file.name
-    reported = {m: float(evaluation.pooled[m]) for m in spec.metrics} if evaluation and status == "ok" else {}
-    n_params = sum(p.numel() for m in modules for p in m.parameters())
-    record = RunRecord(
-        task=TaskRef(
-            id=spec.id,
-            family=spec.family,
-            split_hash=manifest["split_hash"],
-            k=spec.k,
-            beta=spec.beta,
-            source=list(spec.source),
-            target=spec.target,
-            ranked=spec.ranked,
-            audit=audit_summary(manifest["audit"]),
-        ),
-        method=MethodRef(
-            name=method_name,
-            config=config,
-            config_hash=config_hash(config),
-            paper=cls.paper or "",
-            trials=int(getattr(outcome.method, "trials", 1)),  # configurations scored on validation
-        ),
-        seed=seed,
-        status=status,
-        metrics=reported,
-        metric_directions={m: metrics.METRICS[m].direction for m in reported},
-        validation_score=getattr(outcome.method, "validation_score", None),
-        n_eval_users=len(evaluation.users) if evaluation else 0,
-        budget=BudgetUse(
-            train_examples_limit=budget.train_examples,
-            train_examples_used=view.examples_used,
-            adapt_steps_limit=budget.adapt_steps,
-            adapt_steps_used=evaluation.adapt_steps_used if evaluation else 0,
-            wall_seconds_limit=budget.wall_seconds,
-            wall_seconds_used=round(wall, 3),
-        ),
-        timing=Timing(
-            fit=round(fit_s, 3),
-            adapt=round(evaluation.seconds_predict, 3) if evaluation else 0.0,
-            eval=round(evaluation.seconds_eval, 3) if evaluation else 0.0,
-        ),
-        peak_rss_mb=peak_rss_mb(),
-        n_params=int(n_params),
-        train_flops_estimate=float(
-            outcome.method.train_flops_estimate(view.examples_used) if outcome.method is not None else 0.0
-        ),
-        env=env_info(threads, device),
-        code=code or code_info(),
-        command=command
-        or shlex.join(["coldbench", "run", "--method", method_name, "--task", spec.id, "--seed", str(seed)]),
-        started_at=started_at,
-        finished_at=now(),
-        error=error,
-        artifacts=artifacts,
-    )
+    if outcome.evaluation is not None and outcome.status == "ok":
+        artifacts = write_side_files(enc, outcome.evaluation, path, seed, save_predictions)
+    record = outcome_record(ctx, outcome, artifacts)  # the method's modules() and FLOP estimate run here
+    if hooks is not None:
+        hooks.method_done()
     write_record(record, path)
     return CellResult(record, path)
 
@@ -356,4 +511,13 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["CellResult", "Outcome", "config_hash", "execute", "parse_overrides", "run_cell"]
+__all__ = [
+    "CellHooks",
+    "CellResult",
+    "ConfigError",
+    "Outcome",
+    "config_hash",
+    "execute",
+    "parse_overrides",
+    "run_cell",
+]

@@ -35,14 +35,37 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
     if not path.is_file():
         known = ", ".join(p.stem for p in sorted(suite_dir.glob("*.toml")))
         raise DataError(f"unknown suite {name!r} (no {path}); known: {known}")
-    data = tomllib.loads(path.read_text())
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DataError(f"{path}: not a readable TOML suite ({exc})") from exc
     specs = all_specs()
-    tasks = tuple(specs) if data["tasks"] == "all" else tuple(data["tasks"])
+    tasks = tuple(specs) if data.get("tasks") == "all" else _names(data, "tasks", path)
     unknown = [t for t in tasks if t not in specs]
     if unknown:
         raise DataError(f"{path}: unknown task(s) {unknown}")
-    methods = tuple(available()) if data["methods"] == "all" else tuple(data["methods"])
-    return Suite(data["name"], tuple(int(s) for s in data["seeds"]), tasks, methods)
+    methods = tuple(available()) if data.get("methods") == "all" else _names(data, "methods", path)
+    seeds = data.get("seeds")
+    if not isinstance(seeds, list) or not seeds or not all(_seed(s) for s in seeds):
+        raise DataError(f"{path}: field 'seeds' must be a non-empty list of integers >= 0, got {seeds!r}")
+    suite_name = data.get("name", path.stem)
+    if not isinstance(suite_name, str) or not suite_name:
+        raise DataError(f"{path}: field 'name' must be a non-empty string")
+    return Suite(suite_name, tuple(seeds), tasks, methods)
+
+
+def _seed(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _names(data: dict, key: str, path: Path) -> tuple[str, ...]:
+    """A required list of names (or ``"all"``), one clear error otherwise."""
+    value = data.get(key)
+    if value is None:
+        raise DataError(f'{path}: missing field {key!r} (a list of names, or "all")')
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise DataError(f'{path}: field {key!r} must be a non-empty list of names or "all", got {value!r}')
+    return tuple(value)
 
 
 def cells(suite: Suite, methods: list[str] | None = None) -> list[Cell]:

@@ -20,10 +20,16 @@ shown, not ranked (``TABLE_METRICS``): R's ``mae`` over all query ratings (the n
 come from the records, never from these constants.
 
 Output (``out`` folder): ``LEADERBOARD.md``, ``index.html``, ``pages/task-*.html`` (one per task: all metrics,
-ranks with paired differences, cost), ``pages/method-*.html`` (a card per method: config, paper, records,
-provenance). CSS is inlined and a Content-Security-Policy forbids scripts, so each page opens from a file.
-The output is a function of the records alone: everything is sorted, floats are formatted with fixed digits,
-no build time or absolute path is written, so the same records give byte-identical files.
+ranks with paired differences, cost), ``pages/method-*.html`` (a card per method: summary, package, paper,
+defaults, equal-budget tuning, configs, records, provenance). CSS is inlined and a Content-Security-Policy
+forbids scripts, so each page opens from a file; hence no click-to-sort either (see the README): every table
+says how to read it and in which order its rows are. ``render_text`` is the terminal view of the same
+numbers (``coldbench leaderboard show``).
+
+The output is a function of the records, plus what method cards read from the installed methods (summary,
+TOML defaults; a method not installed gets a note) and the committed tuned files (``leaderboard/tuned``):
+everything is sorted, floats are formatted with fixed digits, no build time or absolute path is written, so
+the same inputs give byte-identical files.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import html
 import json
 import math
 import re
+import textwrap
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -45,6 +52,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from benchmark.records import RecordError, RunRecord, iter_records, load_record
+from benchmark.verify import check_side_files
 from leaderboard.statistics import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
@@ -55,6 +63,7 @@ from leaderboard.statistics import (
     rank_task,
     t_interval,
 )
+from tasks.cache import write_text_atomic
 
 __all__ = [
     "FAMILY_TITLES",
@@ -67,7 +76,10 @@ __all__ = [
     "Skipped",
     "build",
     "load_runs",
+    "method_info",
+    "ranking_rows",
     "render",
+    "render_text",
     "summarize",
 ]
 
@@ -179,6 +191,7 @@ def _load_run(results: Path, path: Path) -> Run:
             raise _refuse(path, f"status ok but metric(s) {bad} are not finite")
         per_user = _load_per_user(path, record)
         _check_rank_metric(path, record, per_user)
+        check_side_files(path, record)
     return Run(rel.as_posix(), record, per_user)
 
 
@@ -727,11 +740,133 @@ def render_markdown(lb: Leaderboard) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+# --- plain text (coldbench leaderboard show) ----------------------------------------------------------------
+
+
+def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> list[str]:
+    """Columns as wide as their widest entry, so any name fits; ``align`` holds ``l`` or ``r`` per column."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(row: Sequence[str]) -> str:
+        cells = zip(row, widths, align, strict=True)
+        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in cells).rstrip()
+
+    return [line(header), "  ".join("-" * w for w in widths), *(line(row) for row in rows)]
+
+
+def _text_cell(cell: Cell | None, metric: str) -> str:
+    """A ranked table's cell as in ``LEADERBOARD.md``, without Markdown: estimate, (rank), marks."""
+    if cell is None or metric not in cell.metrics:
+        return "–"
+    text = _estimate(cell.metrics[metric])
+    if cell.rank is not None:
+        text += f" ({cell.rank.rank})"
+    marks = _cell_marks(cell)
+    return text + (f" {marks}" if marks else "")
+
+
+def _text_family(lb: Leaderboard, family: str) -> list[str]:
+    task_ids = _family_task_ids(lb, family)
+    reported = _reported_task_ids(lb, family)
+    metric = RANK_METRIC[family]
+    direction = lb.directions.get(metric)
+    lines = [f"Family {family}: {FAMILY_TITLES[family]}", ""]
+    if not direction:
+        lines.append(f"No record reports the ranking metric {metric}.")
+    if task_ids:
+        lines.append(
+            f"{metric}" + (f" ({_direction_word(direction)})" if direction else "") + ", ranked: mean over "
+            "seeds ± half-width of the 95% t-interval, then (rank on the task); ≈ tied with the leader."
+        )
+        rows = [
+            [lb.labels[key], _avg_text(lb, family, key)]
+            + [_text_cell(lb.tasks[t].cells.get(key), metric) for t in task_ids]
+            for key in _family_entries(lb, family)
+        ]
+        lines += _text_table(["Method", "Avg rank", *task_ids], rows, "l" + "r" * (len(task_ids) + 1))
+    if reported:
+        lines += ["", "Reported, not ranked (coldbench leaderboard show --task ID):"]
+        lines += [f"  {t}: {audit_banner(lb.tasks[t])}" for t in reported]
+    return [*lines, ""]
+
+
+def _text_task(lb: Leaderboard, task: TaskSummary) -> list[str]:
+    direction = task.directions.get(task.rank_metric)
+    lines = [
+        f"Task {task.id} (family {task.family}): " + ("ranked" if task.ranked else audit_banner(task)),
+        f"Leak audit: {audit_line(task)}",
+        "",
+    ]
+    if not task.cells:
+        return [*lines, "No run of this task finished ok."]
+    lines.append(
+        f"{task.rank_metric}" + (f" ({_direction_word(direction)})" if direction else "") + ": mean over ok "
+        "seeds ± half-width of the 95% t-interval. Difference: mean of (method − leader) over paired (user, "
+        "seed) values [95% user-cluster bootstrap interval]; an interval covering 0 is a tie."
+    )
+    header = [*RANKING_HEADER[:3], task.rank_metric, *RANKING_HEADER[3:]]
+    return lines + _text_table(header, [row for _, row in ranking_rows(lb, task)], "rlrrrrl")
+
+
+def render_text(lb: Leaderboard, family: str | None = None, task: str | None = None) -> str:
+    """The ranked tables (one family's, or every family's), or one task's ranking, as aligned plain text:
+    the numbers of ``LEADERBOARD.md`` and the task pages, from the same ``Leaderboard``."""
+    if task is not None:
+        lines = _text_task(lb, lb.tasks[task])
+    else:
+        n_ok = sum(r.record.status == "ok" for r in lb.runs)
+        lines = [f"ColdBench leaderboard: {len(lb.runs)} run records, {n_ok} ok.", ""]
+        for f in FAMILY_TITLES:
+            if family in (None, f) and (_family_task_ids(lb, f) or _reported_task_ids(lb, f)):
+                lines += _text_family(lb, f)
+        lines += textwrap.wrap(LEGEND, 110, break_on_hyphens=False)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
 # --- SVG plots ----------------------------------------------------------------------------------------------
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8C564B")
 DASHES = ("", "6 3", "2 3", "8 3 2 3")
 _W, _H, _LEFT, _RIGHT, _TOP, _BOTTOM, _LEGEND = 560, 300, 64, 16, 30, 46, 230
+
+
+MARKERS = ("circle", "square", "triangle", "diamond", "cross")
+
+
+def _marker(index: int, cx: float, cy: float, size: float, title: str = "") -> str:
+    """The entry's marker shape at (cx, cy): shape and colour cycle together, so that 40 entries
+    (8 colours x 5 shapes, coprime cycles) each get a distinct pair and neighbours differ in both."""
+    color = PALETTE[index % len(PALETTE)]
+    shape = MARKERS[index % len(MARKERS)]
+    inner = f"<title>{title}</title>" if title else ""
+    x, y, r = _c(cx), _c(cy), size
+    if shape == "circle":
+        return f'<circle cx="{x}" cy="{y}" r="{r:g}" fill="{color}">{inner}</circle>'
+    if shape == "square":
+        return (
+            f'<rect x="{_c(cx - r)}" y="{_c(cy - r)}" width="{2 * r:g}" height="{2 * r:g}" fill="{color}">'
+            f"{inner}</rect>"
+        )
+    corners = {
+        "triangle": [(0, -1.2), (1.1, 0.9), (-1.1, 0.9)],
+        "diamond": [(0, -1.3), (1.3, 0), (0, 1.3), (-1.3, 0)],
+        "cross": [
+            (-0.4, -1.2),
+            (0.4, -1.2),
+            (0.4, -0.4),
+            (1.2, -0.4),
+            (1.2, 0.4),
+            (0.4, 0.4),
+            (0.4, 1.2),
+            (-0.4, 1.2),
+            (-0.4, 0.4),
+            (-1.2, 0.4),
+            (-1.2, -0.4),
+            (-0.4, -0.4),
+        ],
+    }[shape]
+    points = " ".join(f"{_c(cx + dx * r)},{_c(cy + dy * r)}" for dx, dy in corners)
+    return f'<polygon points="{points}" fill="{color}">{inner}</polygon>'
 
 
 def _style(index: int) -> tuple[str, str]:
@@ -801,13 +936,12 @@ def _legend(items: Sequence[tuple[str, int]], markers: bool = False) -> list[str
         color, dash = _style(style)
         y = _TOP + 8 + 16 * i
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        if markers:
-            parts.append(f'<circle cx="{_W + 19}" cy="{y}" r="4" fill="{color}"/>')
-        else:
+        if not markers:
             parts.append(
                 f'<line x1="{_W + 8}" x2="{_W + 30}" y1="{y}" y2="{y}" stroke="{color}" '
                 f'stroke-width="2"{dash_attr}/>'
             )
+        parts.append(_marker(style, _W + 19, y, 4))
         parts.append(f'<text x="{_W + 36}" y="{y + 4}">{esc(_one_line(label, 32))}</text>')
     return parts
 
@@ -861,10 +995,7 @@ def svg_lines(title: str, x_values: Sequence[str], series: Sequence[Series], y_l
                 parts.append(
                     f'<line x1="{_c(x)}" x2="{_c(x)}" y1="{_c(y1)}" y2="{_c(y2)}" stroke="{color}"/>'
                 )
-            parts.append(
-                f'<circle cx="{_c(x)}" cy="{_c(y)}" r="3" fill="{color}">'
-                f"<title>{esc(s.label)}: {esc(_estimate(iv))}</title></circle>"
-            )
+            parts.append(_marker(s.style, x, y, 3, f"{esc(s.label)}: {esc(_estimate(iv))}"))
     parts += _legend([(s.label, s.style) for s in series])
     parts.append("</svg>")
     return "\n".join(parts)
@@ -890,11 +1021,8 @@ def svg_scatter(title: str, points: Sequence[Point], x_label: str, y_label: str)
         position = math.log10(p.x) if p.x > 0 and math.isfinite(p.x) else e_lo
         cx = _c(_scale(position, e_lo, e_hi, _LEFT, _W - _RIGHT))
         cy = _c(_scale(p.y, low, high, _H - _BOTTOM, _TOP))
-        color, _ = _style(p.style)
-        parts.append(
-            f'<circle cx="{cx}" cy="{cy}" r="4" fill="{color}">'
-            f"<title>{esc(p.label)}: x={esc(_sig(p.x))}, y={esc(_fixed(p.y))}</title></circle>"
-        )
+        title = f"{esc(p.label)}: x={esc(_sig(p.x))}, y={esc(_fixed(p.y))}"
+        parts.append(_marker(p.style, float(cx), float(cy), 4, title))
         spot = (round(float(cx) / 8), round(float(cy) / 8))  # within ~8 px reads as the same spot
         spots.setdefault(spot, (cx, cy, []))[2].append(p.label)
     for cx, cy, labels in spots.values():
@@ -993,12 +1121,18 @@ def _left_off_table(lb: Leaderboard, runs: Sequence[Run], prefix: str) -> str:
     return _table(["Task", "Method", "Seed", "Status", "Reason"], rows, name_columns=2)
 
 
+def _how(text: str) -> str:
+    """The one line above a table that says how to read it (``text`` is ready HTML)."""
+    return f'<p class="legend how">How to read: {text}</p>'
+
+
 def _reported_section(lb: Leaderboard, family: str, prefix: str) -> list[str]:
     """The family's tasks that are reported but not ranked: why (audit figures), then the rank metric."""
     reported = _reported_task_ids(lb, family)
     if not reported:
         return []
     metric = RANK_METRIC[family]
+    direction = lb.directions.get(metric)
     out = [f"<h3>Reported, not ranked (<code>{esc(metric)}</code>)</h3>", '<ul class="banner">']
     out += [
         f"<li>{_link(prefix + _slug('task', t), t)}: {esc(audit_banner(lb.tasks[t]))}</li>" for t in reported
@@ -1011,21 +1145,40 @@ def _reported_section(lb: Leaderboard, family: str, prefix: str) -> list[str]:
         + [_html_cell(lb.tasks[t].cells.get(k), metric, False) for t in reported]
         for k in keys
     ]
+    out.append(
+        _how(
+            f"<code>{esc(metric)}</code>"
+            + (f" ({_direction_word(direction)})" if direction else "")
+            + ", mean over seeds ± half-width of the 95% t-interval; no ranks and no ties: these tasks stay "
+            "out of the ranking for the reasons above. Rows by method name."
+        )
+    )
     out.append(_table(header, rows))
     return out
 
 
-def _family_section(lb: Leaderboard, family: str) -> list[str]:
+def _metric_how(metric: str, direction: Direction | None, ranked: bool) -> str:
+    """How to read a family's table of ``metric``: cells, direction, interval, and what a highlight means."""
+    head = f"<code>{esc(metric)}</code>" + (f" ({_direction_word(direction)})" if direction else "")
+    if not ranked:
+        return _how(
+            head + ", mean over seeds ± half-width of the 95% t-interval; shown for comparison, not "
+            "ranked (a pooled metric is not a per-user mean, so no paired tie test). Rows in the ranked "
+            "table's order."
+        )
+    return _how(
+        head + ", mean over seeds ± half-width of the 95% t-interval, then (rank on that task). Highlighted: "
+        "rank 1, the leader and every method tied with it (≈: the paired bootstrap interval of the per-user "
+        "difference covers 0). Rows by average rank; a task's header opens its page, ranked on that task."
+    )
+
+
+def _family_tables(lb: Leaderboard, family: str, entries: Sequence[EntryKey], prefix: str) -> list[str]:
+    """One table per metric of ``TABLE_METRICS``: methods x the family's ranked tasks."""
     task_ids = _family_task_ids(lb, family)
-    rank_metric = RANK_METRIC[family]
-    direction = lb.directions.get(rank_metric)
-    entries = _family_entries(lb, family)
-    prefix = f"{PAGES}/"
-    out = [f'<h2 id="family-{family}">Family {family}: {esc(FAMILY_TITLES[family])}</h2>']
-    if not direction:
-        out.append(f"<p>No record reports the ranking metric <code>{esc(rank_metric)}</code>.</p>")
+    out: list[str] = []
     for metric in TABLE_METRICS[family] if task_ids else ():
-        ranked = metric == rank_metric
+        ranked = metric == RANK_METRIC[family]
         d = lb.directions.get(metric)
         out.append(
             f"<h3><code>{esc(metric)}</code>"
@@ -1042,46 +1195,100 @@ def _family_section(lb: Leaderboard, family: str) -> list[str]:
             )
             row += [_html_cell(lb.tasks[t].cells.get(key), metric, ranked) for t in task_ids]
             rows.append(row)
+        out.append(_metric_how(metric, d, ranked))
         out.append(_table(header, rows))
-    if direction:
-        points = []
+    return out
+
+
+def _family_cost_plot(lb: Leaderboard, family: str, entries: Sequence[EntryKey]) -> list[str]:
+    points = []
+    for key in entries:
+        avg = lb.average_ranks.get(family, {}).get(key)
+        if avg is not None:
+            fit = sum(lb.tasks[t].cells[key].fit_seconds for t in lb.family_tasks[family])
+            points.append(Point(lb.labels[key], lb.styles[key], fit, avg))
+    if not points:
+        return []
+    return [
+        "<h3>Cost vs quality</h3>",
+        svg_scatter(
+            f"Family {family}: fit time vs average rank",
+            points,
+            "fit seconds, summed over the family's tasks (mean over seeds)",
+            "average rank (lower is better)",
+        ),
+    ]
+
+
+def _family_curves(
+    lb: Leaderboard, family: str, entries: Sequence[EntryKey], direction: Direction
+) -> list[str]:
+    """Accuracy vs K for each setting of the family that was run at several K."""
+    rank_metric = RANK_METRIC[family]
+    out = []
+    for setting in _settings(lb, family):
+        ks = [f"K={k}" for k, _ in setting.tasks]
+        series = []
         for key in entries:
-            avg = lb.average_ranks.get(family, {}).get(key)
-            if avg is not None:
-                fit = sum(lb.tasks[t].cells[key].fit_seconds for t in lb.family_tasks[family])
-                points.append(Point(lb.labels[key], lb.styles[key], fit, avg))
-        if points:
-            out.append("<h3>Cost vs quality</h3>")
-            out.append(
-                svg_scatter(
-                    f"Family {family}: fit time vs average rank",
-                    points,
-                    "fit seconds, summed over the family's tasks (mean over seeds)",
-                    "average rank (lower is better)",
-                )
+            pts = tuple(
+                (i, lb.tasks[tid].cells[key].metrics[rank_metric])
+                for i, (_, tid) in enumerate(setting.tasks)
+                if key in lb.tasks[tid].cells and rank_metric in lb.tasks[tid].cells[key].metrics
             )
-    if family in CURVE_FAMILIES and direction:
-        for setting in _settings(lb, family):
-            ks = [f"K={k}" for k, _ in setting.tasks]
-            series = []
-            for key in entries:
-                pts = tuple(
-                    (i, lb.tasks[tid].cells[key].metrics[rank_metric])
-                    for i, (_, tid) in enumerate(setting.tasks)
-                    if key in lb.tasks[tid].cells and rank_metric in lb.tasks[tid].cells[key].metrics
-                )
-                if pts:
-                    series.append(Series(lb.labels[key], lb.styles[key], pts))
-            out.append(f"<h3>Accuracy vs K: {esc(setting.title)}</h3>")
-            out.append(
-                svg_lines(
-                    f"{family}: {setting.title}",
-                    ks,
-                    series,
-                    f"{rank_metric} ({_direction_word(direction)})",
-                )
+            if pts:
+                series.append(Series(lb.labels[key], lb.styles[key], pts))
+        out.append(f"<h3>Accuracy vs K: {esc(setting.title)}</h3>")
+        out.append(
+            svg_lines(
+                f"{family}: {setting.title}", ks, series, f"{rank_metric} ({_direction_word(direction)})"
             )
+        )
+    return out
+
+
+def _family_section(lb: Leaderboard, family: str) -> list[str]:
+    rank_metric = RANK_METRIC[family]
+    direction = lb.directions.get(rank_metric)
+    entries = _family_entries(lb, family)
+    prefix = f"{PAGES}/"
+    out = [f'<h2 id="family-{family}">Family {family}: {esc(FAMILY_TITLES[family])}</h2>']
+    if not direction:
+        out.append(f"<p>No record reports the ranking metric <code>{esc(rank_metric)}</code>.</p>")
+    out += _family_tables(lb, family, entries, prefix)
+    if direction:
+        out += _family_cost_plot(lb, family, entries)
+        if family in CURVE_FAMILIES:
+            out += _family_curves(lb, family, entries, direction)
     return out + _reported_section(lb, family, prefix)
+
+
+def _index_lists(lb: Leaderboard, prefix: str) -> list[str]:
+    """Left-off runs, skipped records, and the links to every method and task page."""
+    body = []
+    left_off = [r for r in lb.runs if r.record.status != "ok"]
+    if left_off:
+        body += [
+            '<h2 id="left-off">Runs left off the leaderboard</h2>',
+            _how("runs that did not finish ok (failed, over budget, timed out); their seeds are in no mean."),
+            _left_off_table(lb, left_off, prefix),
+        ]
+    if lb.skipped:
+        body.append('<h2 id="skipped">Invalid records skipped (--skip-invalid)</h2>')
+        body.append(_how("record files that failed validation and were left out of every table."))
+        body.append(_table(["File", "Reason"], [[esc(s.path), (esc(s.reason), "text")] for s in lb.skipped]))
+    methods = sorted({r.record.method.name for r in lb.runs})
+    if methods:
+        body.append('<h2 id="methods">Methods</h2>')
+        body.append(
+            "<ul>" + "".join(f"<li>{_link(prefix + _slug('method', m), m)}</li>" for m in methods) + "</ul>"
+        )
+    tasks = sorted(lb.tasks)
+    if tasks:
+        body.append('<h2 id="tasks">Tasks</h2>')
+        body.append(
+            "<ul>" + "".join(f"<li>{_link(prefix + _slug('task', t), t)}</li>" for t in tasks) + "</ul>"
+        )
+    return body
 
 
 def render_index(lb: Leaderboard) -> str:
@@ -1104,34 +1311,13 @@ def render_index(lb: Leaderboard) -> str:
         )
     for family in families:
         body += _family_section(lb, family)
-    prefix = f"{PAGES}/"
-    left_off = [r for r in lb.runs if r.record.status != "ok"]
-    if left_off:
-        body += [
-            '<h2 id="left-off">Runs left off the leaderboard</h2>',
-            _left_off_table(lb, left_off, prefix),
-        ]
-    if lb.skipped:
-        body.append('<h2 id="skipped">Invalid records skipped (--skip-invalid)</h2>')
-        body.append(_table(["File", "Reason"], [[esc(s.path), (esc(s.reason), "text")] for s in lb.skipped]))
-    methods = sorted({r.record.method.name for r in lb.runs})
-    if methods:
-        body.append('<h2 id="methods">Methods</h2>')
-        body.append(
-            "<ul>" + "".join(f"<li>{_link(prefix + _slug('method', m), m)}</li>" for m in methods) + "</ul>"
-        )
-    tasks = sorted(lb.tasks)
-    if tasks:
-        body.append('<h2 id="tasks">Tasks</h2>')
-        body.append(
-            "<ul>" + "".join(f"<li>{_link(prefix + _slug('task', t), t)}</li>" for t in tasks) + "</ul>"
-        )
+    body += _index_lists(lb, f"{PAGES}/")
     return _page("ColdBench leaderboard", body, "")
 
 
-def render_task(lb: Leaderboard, task: TaskSummary) -> str:
+def _task_card(task: TaskSummary) -> list[str]:
     direction = task.directions.get(task.rank_metric)
-    body = [
+    return [
         f"<h1>Task {esc(task.id)}</h1>",
         '<dl class="card">',
         f"<dt>Family</dt><dd>{esc(task.family)}: {esc(FAMILY_TITLES.get(task.family, ''))}</dd>",
@@ -1147,7 +1333,11 @@ def render_task(lb: Leaderboard, task: TaskSummary) -> str:
         + "</dd>",
         "</dl>",
     ]
-    order = sorted(
+
+
+def _task_order(lb: Leaderboard, task: TaskSummary) -> list[EntryKey]:
+    """Entries by rank on the task (unranked last), then label: the order of every table of its page."""
+    return sorted(
         task.cells,
         key=lambda k: (
             task.cells[k].rank is None,
@@ -1156,123 +1346,141 @@ def render_task(lb: Leaderboard, task: TaskSummary) -> str:
             k,
         ),
     )
-    if task.cells:
-        body.append("<h2>Ranking</h2>")
-        body.append(
-            '<p class="legend">Difference: mean of (method − leader) in '
-            f"<code>{esc(task.rank_metric)}</code> over "
-            "paired (user, seed) values, with its 95% bootstrap interval over users resampled with all their "
-            f"seeds ({BOOTSTRAP_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}).</p>"
-        )
-        rows = []
-        for key in order:
-            cell = task.cells[key]
-            r = cell.rank
-            iv = cell.metrics.get(task.rank_metric)
-            if r is None:
-                status, diff, pairs = "not ranked (metric missing)", "–", "–"
-            elif r.leader:
-                status, diff, pairs = "leader", "–", "–"
-            elif r.difference is None or r.difference.n == 0:
-                status, diff, pairs = "no paired data", "–", "0"
-            else:
-                d = r.difference
-                status = "tied with leader" if r.tied else "worse than leader"
-                diff = f"{_signed(d.mean)} [{_signed(d.low)}, {_signed(d.high)}]"
-                pairs = str(d.n)
-            rows.append(
-                [
-                    str(r.rank) if r else "–",
-                    (_method_href(lb, key, ""), "name"),
-                    f"{len(cell.ok_runs)}/{len(cell.ok_runs) + len(cell.left_off)}",
-                    esc(_estimate(iv)) if iv else "–",
-                    esc(diff),
-                    pairs,
-                    (esc(status), "text"),
-                ]
-            )
-        body.append(
-            _table(
-                [
-                    "Rank",
-                    "Method",
-                    "Seeds ok",
-                    esc(task.rank_metric),
-                    "Difference to leader",
-                    "Pairs",
-                    "Verdict",
-                ],
-                rows,
-                name_columns=0,
-            )
-        )
-        metrics = sorted({m for c in task.cells.values() for m in c.metrics})
-        body.append("<h2>All metrics</h2>")
-        body.append('<p class="legend">Mean over ok seeds ± half-width of the 95% Student-t interval.</p>')
-        header = ["Method"] + [f"{esc(m)} {_arrow(task.directions[m])}" for m in metrics]
-        rows = [
-            [_method_href(lb, key, "")]
-            + [
-                esc(_estimate(task.cells[key].metrics[m])) if m in task.cells[key].metrics else "–"
-                for m in metrics
-            ]
-            for key in order
+
+
+RANKING_HEADER = ("Rank", "Method", "Seeds ok", "Difference to leader", "Pairs", "Verdict")
+
+
+def ranking_rows(lb: Leaderboard, task: TaskSummary) -> list[tuple[EntryKey, list[str]]]:
+    """Plain-text rows of a task's ranking (``RANKING_HEADER`` plus the metric after "Seeds ok"), in rank
+    order: the task page and ``coldbench leaderboard show --task`` print the same strings."""
+    rows = []
+    for key in _task_order(lb, task):
+        cell = task.cells[key]
+        r = cell.rank
+        iv = cell.metrics.get(task.rank_metric)
+        if r is None:
+            status, diff, pairs = "not ranked (metric missing)", "–", "–"
+        elif r.leader:
+            status, diff, pairs = "leader", "–", "–"
+        elif r.difference is None or r.difference.n == 0:
+            status, diff, pairs = "no paired data", "–", "0"
+        else:
+            d = r.difference
+            status = "tied with leader" if r.tied else "worse than leader"
+            diff, pairs = f"{_signed(d.mean)} [{_signed(d.low)}, {_signed(d.high)}]", str(d.n)
+        seeds = f"{len(cell.ok_runs)}/{len(cell.ok_runs) + len(cell.left_off)}"
+        rank = str(r.rank) if r else "–"
+        rows.append((key, [rank, lb.labels[key], seeds, _estimate(iv) if iv else "–", diff, pairs, status]))
+    return rows
+
+
+def _ranking_legend(task: TaskSummary) -> str:
+    direction = task.directions.get(task.rank_metric)
+    return _how(
+        f"<code>{esc(task.rank_metric)}</code>"
+        + (f" ({_direction_word(direction)})" if direction else "")
+        + ", mean over ok seeds ± half-width of the 95% t-interval. Difference: mean of (method − leader) "
+        "over paired (user, seed) values, with its 95% bootstrap interval over users resampled with all "
+        f"their seeds ({BOOTSTRAP_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}); an interval covering 0 is "
+        "a tie, and tied methods share rank 1."
+    )
+
+
+def _task_ranking(lb: Leaderboard, task: TaskSummary) -> list[str]:
+    rows = [
+        [
+            esc(row[0]),
+            (_method_href(lb, key, ""), "name"),
+            esc(row[2]),
+            esc(row[3]),
+            esc(row[4]),
+            esc(row[5]),
+            (esc(row[6]), "text"),
         ]
-        body.append(_table(header, rows))
-        body.append("<h2>Cost</h2>")
-        body.append('<p class="legend">Means over ok seeds.</p>')
-        rows = []
-        for key in order:
-            ok = task.cells[key].ok_runs
-            seconds = [
-                [r.record.timing.fit for r in ok],
-                [r.record.timing.adapt for r in ok],
-                [r.record.timing.eval for r in ok],
-                [r.record.train_flops_estimate for r in ok],
-            ]
-            counts = [
-                [r.record.n_params for r in ok],
-                [r.record.peak_rss_mb for r in ok],
-                [r.record.budget.train_examples_used for r in ok],
-            ]
-            rows.append(
-                [_method_href(lb, key, "")]
-                + [esc(_sig(float(np.mean(v)))) for v in seconds]
-                + [f"{round(float(np.mean(v))):,}" for v in counts]
-            )
-        body.append(
-            _table(
-                [
-                    "Method",
-                    "Fit s",
-                    "Adapt s",
-                    "Eval s",
-                    "Train FLOPs",
-                    "Params",
-                    "Peak RSS MB",
-                    "Train examples",
-                ],
-                rows,
-            )
+        for key, row in ranking_rows(lb, task)
+    ]
+    header = [*RANKING_HEADER[:3], esc(task.rank_metric), *RANKING_HEADER[3:]]
+    return ["<h2>Ranking</h2>", _ranking_legend(task), _table(header, rows, name_columns=0)]
+
+
+def _task_metrics(lb: Leaderboard, task: TaskSummary, order: Sequence[EntryKey]) -> list[str]:
+    metrics = sorted({m for c in task.cells.values() for m in c.metrics})
+    header = ["Method"] + [f"{esc(m)} {_arrow(task.directions[m])}" for m in metrics]
+    rows = [
+        [_method_href(lb, key, "")]
+        + [
+            esc(_estimate(task.cells[key].metrics[m])) if m in task.cells[key].metrics else "–"
+            for m in metrics
+        ]
+        for key in order
+    ]
+    how = _how(
+        "every metric the records report: mean over ok seeds ± half-width of the 95% Student-t interval; "
+        "↑ higher is better, ↓ lower is better. Rows in ranking order."
+    )
+    return ["<h2>All metrics</h2>", how, _table(header, rows)]
+
+
+def _task_cost(lb: Leaderboard, task: TaskSummary, order: Sequence[EntryKey]) -> list[str]:
+    rows = []
+    for key in order:
+        ok = task.cells[key].ok_runs
+        seconds = [
+            [r.record.timing.fit for r in ok],
+            [r.record.timing.adapt for r in ok],
+            [r.record.timing.eval for r in ok],
+            [r.record.train_flops_estimate for r in ok],
+        ]
+        counts = [
+            [r.record.n_params for r in ok],
+            [r.record.peak_rss_mb for r in ok],
+            [r.record.budget.train_examples_used for r in ok],
+        ]
+        rows.append(
+            [_method_href(lb, key, "")]
+            + [esc(_sig(float(np.mean(v)))) for v in seconds]
+            + [f"{round(float(np.mean(v))):,}" for v in counts]
         )
-        if direction:
-            ranked = [k for k in order if task.rank_metric in task.cells[k].metrics]
-            y_label = f"{task.rank_metric} ({_direction_word(direction)})"
-            for attr, x_label in (("fit_seconds", "fit seconds"), ("flops", "training FLOPs (estimate)")):
-                points = [
-                    Point(
-                        lb.labels[k],
-                        lb.styles[k],
-                        getattr(task.cells[k], attr),
-                        task.cells[k].metrics[task.rank_metric].mean,
-                    )
-                    for k in ranked
-                ]
-                title = f"{task.id}: {x_label} vs {task.rank_metric}"
-                body.append(svg_scatter(title, points, x_label, y_label))
-    else:
-        body.append("<p>No run of this task finished ok.</p>")
-    body.append("<h2>Runs</h2>")
+    header = [
+        "Method",
+        "Fit s",
+        "Adapt s",
+        "Eval s",
+        "Train FLOPs",
+        "Params",
+        "Peak RSS MB",
+        "Train examples",
+    ]
+    how = _how(
+        "means over ok seeds, lower is cheaper; seconds are wall clock on the machine each record names, "
+        "FLOPs an estimate, train examples the training interactions the budgeted view handed out."
+    )
+    return ["<h2>Cost</h2>", how, _table(header, rows)]
+
+
+def _task_plots(lb: Leaderboard, task: TaskSummary, order: Sequence[EntryKey]) -> list[str]:
+    direction = task.directions.get(task.rank_metric)
+    if not direction:
+        return []
+    ranked = [k for k in order if task.rank_metric in task.cells[k].metrics]
+    y_label = f"{task.rank_metric} ({_direction_word(direction)})"
+    out = []
+    for attr, x_label in (("fit_seconds", "fit seconds"), ("flops", "training FLOPs (estimate)")):
+        points = [
+            Point(
+                lb.labels[k],
+                lb.styles[k],
+                getattr(task.cells[k], attr),
+                task.cells[k].metrics[task.rank_metric].mean,
+            )
+            for k in ranked
+        ]
+        out.append(svg_scatter(f"{task.id}: {x_label} vs {task.rank_metric}", points, x_label, y_label))
+    return out
+
+
+def _task_runs(lb: Leaderboard, task: TaskSummary) -> list[str]:
     rows = []
     for r in sorted((r for c in task.cells.values() for r in c.ok_runs), key=_run_order):
         rows.append(
@@ -1285,9 +1493,31 @@ def render_task(lb: Leaderboard, task: TaskSummary) -> str:
                 (f"<code>{esc(r.path)}</code>", "name"),
             ]
         )
-    body.append(_table(["Method", "Seed", "Status", "Validation score", "Eval users", "Record"], rows))
+    how = _how(
+        "one row per ok record. Validation score: what the method's own model selection reached on "
+        "validation users (higher is better: −user_mae in family R); – where the method does not report it."
+    )
+    header = ["Method", "Seed", "Status", "Validation score", "Eval users", "Record"]
+    return ["<h2>Runs</h2>", how, _table(header, rows)]
+
+
+def render_task(lb: Leaderboard, task: TaskSummary) -> str:
+    body = _task_card(task)
+    if task.cells:
+        order = _task_order(lb, task)
+        body += _task_ranking(lb, task)
+        body += _task_metrics(lb, task, order)
+        body += _task_cost(lb, task, order)
+        body += _task_plots(lb, task, order)
+    else:
+        body.append("<p>No run of this task finished ok.</p>")
+    body += _task_runs(lb, task)
     if task.left_off:
-        body += ["<h2>Runs left off the leaderboard</h2>", _left_off_table(lb, task.left_off, "")]
+        body += [
+            "<h2>Runs left off the leaderboard</h2>",
+            _how("runs that did not finish ok; their seeds are not in any mean above."),
+            _left_off_table(lb, task.left_off, ""),
+        ]
     return _page(f"ColdBench task {task.id}", body, "../")
 
 
@@ -1299,16 +1529,86 @@ def _paper(paper: str) -> str:
     return esc(paper)
 
 
-def render_method(lb: Leaderboard, name: str) -> str:
-    runs = [r for r in lb.runs if r.record.method.name == name]
-    keys = sorted({r.entry for r in runs})
+def _config_text(config: dict) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in config.items()) or "none"
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the method class installed where the page is built says about itself (``problem`` if nothing)."""
+
+    summary: str = ""
+    package: str = ""
+    defaults: tuple[tuple[str, str], ...] = ()  # (family, "key=value, ...") from the TOML next to the module
+    problem: str = ""
+
+
+def method_info(name: str) -> MethodInfo:
+    """Summary, package and defaults of ``name`` from the registry; a method not installed here (a plugin
+    whose records were copied in) gets a note instead, so the page still builds from its records alone."""
+    from benchmark.registry import NAME, RegistryError, load_method, registrations
+
+    entry = registrations().get(name) if NAME.match(name) else None
+    if entry is None:
+        return MethodInfo(problem="not installed where this page was built; the records below still hold")
+    try:
+        cls = load_method(name)
+        defaults = tuple((family, _config_text(cls.default_config(family))) for family in cls.families)
+    except (RegistryError, OSError, ValueError) as exc:  # a broken plugin or TOML costs its card only
+        return MethodInfo(package=entry.dist, problem=_first_line(str(exc)))
+    return MethodInfo(str(cls.summary), f"{entry.dist} {entry.dist_version}", defaults)
+
+
+def _method_card(name: str, runs: Sequence[Run], info: MethodInfo) -> list[str]:
     papers = sorted({r.record.method.paper for r in runs})
+    keys = {r.entry for r in runs}
     body = [f"<h1>Method {esc(name)}</h1>", '<dl class="card">']
+    if info.problem:
+        body.append(f'<dt>Summary</dt><dd><span class="muted">{esc(info.problem)}</span></dd>')
+    else:
+        summary = esc(info.summary) or '<span class="muted">not given</span>'
+        body.append(f"<dt>Summary</dt><dd>{summary}</dd>")
+    if info.package:
+        body.append(f"<dt>Package</dt><dd>{esc(info.package)}</dd>")
     body.append("<dt>Paper</dt><dd>" + "<br>".join(_paper(p) for p in papers) + "</dd>")
+    if info.defaults:
+        body.append(
+            "<dt>Defaults</dt><dd>"
+            + "<br>".join(f"<code>{esc(f)}</code>: {esc(text)}" for f, text in info.defaults)
+            + "</dd>"
+        )
     body.append(f"<dt>Configs</dt><dd>{len(keys)}</dd>")
     body.append(f"<dt>Records</dt><dd>{len(runs)} ({sum(r.record.status == 'ok' for r in runs)} ok)</dd>")
     body.append("</dl>")
-    for key in keys:
+    return body
+
+
+def _method_tuning(name: str) -> list[str]:
+    """The equal-budget tuning of ``name`` (``leaderboard/tuned``), where it was tuned."""
+    from benchmark.registry import NAME
+    from benchmark.tuning import CARD_HEADER, card_rows, load_tuned
+
+    if not NAME.match(name):  # a name from a record never becomes a file path unless it is a method name
+        return []
+    tuned = card_rows(name)
+    if not tuned:
+        return []
+    sizes = sorted({g.get("n_trials", 0) for g in load_tuned(name).get("groups", {}).values()})
+    n = str(sizes[0]) if len(sizes) == 1 else f"up to {sizes[-1]}"
+    return [
+        f"<h2>Tuning: {esc(n)} configurations per task group, validation users, seed 0</h2>",
+        _how(
+            "one row per task group (tasks sharing training data), scored on its smallest-K task; the "
+            "default configuration is the first trial, and the best validation score (−user_mae in family R, "
+            "ndcg@10 in L and C: higher is better) wins, the earlier trial on a tie. Test users never enter."
+        ),
+        _table([esc(h) for h in CARD_HEADER], [[esc(c) for c in row] for row in tuned]),
+    ]
+
+
+def _method_results(lb: Leaderboard, runs: Sequence[Run]) -> list[str]:
+    body = []
+    for key in sorted({r.entry for r in runs}):
         example = next(r for r in runs if r.entry == key)
         body.append(f"<h2>Config <code>{esc(key[1])}</code></h2>")
         body.append(f"<pre>{esc(json.dumps(example.record.method.config, indent=2, sort_keys=True))}</pre>")
@@ -1330,9 +1630,18 @@ def render_method(lb: Leaderboard, name: str) -> str:
             )
         if rows:
             body.append(
+                _how(
+                    "each task's ranked metric (its direction is on the task page): mean over ok seeds ± "
+                    "half-width of the 95% t-interval, then (rank on that task); highlighted: rank 1."
+                )
+            )
+            body.append(
                 _table(["Task", "Metric", "Result (rank)", "Seeds ok", "Fit s", "Train FLOPs"], rows, 2)
             )
-    body.append("<h2>Records and provenance</h2>")
+    return body
+
+
+def _method_provenance(runs: Sequence[Run]) -> list[str]:
     rows = []
     for r in sorted(runs, key=_run_order):
         rec = r.record
@@ -1354,27 +1663,23 @@ def render_method(lb: Leaderboard, name: str) -> str:
                 (esc(_first_line(rec.error)) if rec.error else "", "text"),
             ]
         )
-    body.append(
-        _table(
-            [
-                "Task",
-                "Seed",
-                "Status",
-                "Config",
-                "Code",
-                "Device",
-                "Environment",
-                "Train examples",
-                "Run",
-                "Command",
-                "Error",
-            ],
-            rows,
-        )
-    )
+    header = ["Task", "Seed", "Status", "Config", "Code", "Device", "Environment", "Train examples", "Run"]
     platforms = sorted({f"{r.record.env.platform}; {r.record.env.cpu}" for r in runs})
-    body.append("<h3>Platforms</h3>")
-    body.append("<ul>" + "".join(f"<li>{esc(p)}</li>" for p in platforms) + "</ul>")
+    return [
+        "<h2>Records and provenance</h2>",
+        _how("one row per record, by task and seed: the code, environment and budget each run used."),
+        _table([*header, "Command", "Error"], rows),
+        "<h3>Platforms</h3>",
+        "<ul>" + "".join(f"<li>{esc(p)}</li>" for p in platforms) + "</ul>",
+    ]
+
+
+def render_method(lb: Leaderboard, name: str) -> str:
+    runs = [r for r in lb.runs if r.record.method.name == name]
+    body = _method_card(name, runs, method_info(name))
+    body += _method_tuning(name)
+    body += _method_results(lb, runs)
+    body += _method_provenance(runs)
     return _page(f"ColdBench method {name}", body, "../")
 
 
@@ -1417,7 +1722,7 @@ def build(
     for rel, text in files.items():
         target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8", newline="\n")
+        write_text_atomic(target, text)
     stale = _stale_pages(out, set(files))
     for path in stale:
         path.unlink()

@@ -1,7 +1,7 @@
 """Statistics behind every number and rank on the leaderboard: seed intervals, user-cluster bootstrap, ranks.
 
 Pure functions over numbers and small frames; no file access, so the page generator and the tests share one
-implementation. The rules (DESIGN.md §6):
+implementation. The rules (docs/protocol.md, Statistics):
 
 * Per task and method: the mean over seeds of the run's metric with a two-sided 95% Student-t interval
   (``t_interval``). With a single seed there is no interval (``low``/``high`` are NaN).

@@ -9,15 +9,27 @@
 * ``ColdStartMF``: the shared ``predict``: a method supplies each cold user's initial target vector, which is
   adapted on the support (K>0) with at most ``batch.adapt_steps`` Adam steps, batched over users, and then
   scores the query items or all candidates. The number of steps is chosen on validation cold users.
+* Profiles (``resolve_profile``): a method's TOML may hold named configurations in ``[profiles.<name>]``
+  tables, selected with the config key ``profile`` (``--set profile=reference``). CMF, EMCDR and PTUPCDR use
+  it for ``reference``, the modelling choices of the official PTUPCDR code (which runs all three), reported
+  next to their ranked defaults. The knobs it turns are plain config keys with defaults that keep the
+  engineering choices: ``sparse_adam`` (lazy Adam on the embedding tables, or dense Adam, whose moments
+  keep moving a row for tens of steps after each gradient), ``integer_ratings`` (train on ratings cast to
+  int, as the official code does), ``batches`` (per-domain batches interleaved, or all domains' rows
+  mixed), ``select`` (``validation``: best epoch on validation cold users; ``last``: the last epoch) and
+  ``clamp`` (predicted ratings clipped to the training range).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,18 +53,27 @@ def ids(values: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
 
 
 class MF(nn.Module):
-    """Biased MF: score(u, i) = <p_u, q_i> + b_u + b_i + mu[domain(i)]; ``bias=False`` keeps <p_u, q_i>."""
+    """Biased MF: score(u, i) = <p_u, q_i> + b_u + b_i + mu[domain(i)]; ``bias=False`` keeps <p_u, q_i>.
+
+    ``sparse=False`` gives the tables dense gradients, so that ``adam`` trains them with dense Adam.
+    """
 
     def __init__(
-        self, n_users: int, item_domain: np.ndarray, dim: int, init_std: float = 0.1, bias: bool = True
+        self,
+        n_users: int,
+        item_domain: np.ndarray,
+        dim: int,
+        init_std: float = 0.1,
+        bias: bool = True,
+        sparse: bool = True,
     ) -> None:
         super().__init__()
         self.dim, self.bias = dim, bias
         # sparse gradients: a batch touches a few thousand rows of tables with up to ~70k rows
-        self.user = nn.Embedding(n_users, dim, sparse=True)
-        self.item = nn.Embedding(len(item_domain), dim, sparse=True)
-        self.user_bias = nn.Embedding(n_users, 1, sparse=True)
-        self.item_bias = nn.Embedding(len(item_domain), 1, sparse=True)
+        self.user = nn.Embedding(n_users, dim, sparse=sparse)
+        self.item = nn.Embedding(len(item_domain), dim, sparse=sparse)
+        self.user_bias = nn.Embedding(n_users, 1, sparse=sparse)
+        self.item_bias = nn.Embedding(len(item_domain), 1, sparse=sparse)
         self.mu = nn.Parameter(torch.zeros(int(item_domain.max(initial=0)) + 1), requires_grad=bias)
         self.register_buffer("item_domain", torch.tensor(item_domain, dtype=torch.long))
         nn.init.normal_(self.user.weight, std=init_std)
@@ -150,16 +171,30 @@ def adam(modules: Sequence[nn.Module], lr: float) -> list[torch.optim.Optimizer]
 
 
 def epoch_batches(
-    view: TrainView, batch_size: int, rng: np.random.Generator, domains: Sequence[str], reserve: int = 0
+    view: TrainView,
+    batch_size: int,
+    rng: np.random.Generator,
+    domains: Sequence[str],
+    reserve: int = 0,
+    mixed: bool = False,
 ) -> Iterator[Interactions]:
     """One pass over the rows of ``domains``, their batches interleaved at random; stops at the budget.
 
     ``reserve``: stop before a batch would eat into the last ``reserve`` training examples of the budget
     (kept for a later stage that must run). Row counts come from ``view.n_rows``, free of budget.
+    ``mixed``: batches drawn from all of the task's rows shuffled together (``domains`` must be all of its
+    domains), as one data loader over the concatenated domains does.
     """
-    streams = [view.batches(batch_size, rng, domain=d) for d in domains]
-    n_batches = [-(-view.n_rows(d) // batch_size) for d in domains]
-    for d in rng.permutation(np.repeat(np.arange(len(domains)), n_batches)):
+    if mixed:
+        if sorted(domains) != sorted(view.domains):
+            raise ValueError(f"mixed batches cover every domain of the task, not only {list(domains)}")
+        streams = [view.batches(batch_size, rng)]
+        order = np.zeros(-(-view.n_rows() // batch_size), dtype=np.int64)
+    else:
+        streams = [view.batches(batch_size, rng, domain=d) for d in domains]
+        n_batches = [-(-view.n_rows(d) // batch_size) for d in domains]
+        order = rng.permutation(np.repeat(np.arange(len(domains)), n_batches))
+    for d in order:
         if reserve and view.examples_left - reserve < batch_size:
             return
         rows = next(streams[d], None)
@@ -235,6 +270,11 @@ def train_selected(
     return sel
 
 
+def integer_ratings(rows: Interactions) -> Interactions:
+    """The rows with ratings cast to int (truncated), as the official PTUPCDR code loads its labels."""
+    return Interactions(rows.user, rows.item, np.trunc(rows.rating), rows.ts)
+
+
 def fit_mf(
     view: TrainView,
     model: MF,
@@ -248,15 +288,20 @@ def fit_mf(
     score_start: bool = False,
     reserve: int = 0,
 ) -> Selection:
-    """Fit ``model`` on the training rows of ``domains`` (config: batch_size, lr, l2, patience).
+    """Fit ``model`` on the training rows of ``domains`` (config: batch_size, lr, l2, patience, and the
+    optional ``integer_ratings`` and ``batches`` = ``"mixed"``; see the module docstring).
 
     ``domain_weight`` (one weight per domain index) scales each row's loss, as CMF's relation weights do.
     ``reserve``: training examples left untouched for a later stage (see ``epoch_batches``).
     """
     optimizers = adam([model], lr or config["lr"])
     sampler = NegativeSampler(view.item_domain)
+    cast = bool(config.get("integer_ratings", False)) and view.explicit
+    mixed = config.get("batches", "per-domain") == "mixed"
 
     def loss(rows: Interactions) -> torch.Tensor:
+        if cast:
+            rows = integer_ratings(rows)
         per_row = row_losses(model, rows, view.explicit, sampler, rng, config["l2"])
         if domain_weight is None:
             return per_row.mean()
@@ -264,7 +309,7 @@ def fit_mf(
         return (per_row * weight).mean()
 
     def run_epoch() -> bool:
-        batches = epoch_batches(view, config["batch_size"], rng, domains, reserve)
+        batches = epoch_batches(view, config["batch_size"], rng, domains, reserve, mixed)
         return sgd_epoch(batches, loss, optimizers)
 
     return train_selected(run_epoch, [model], epochs, score, config.get("patience", 3), score_start)
@@ -313,15 +358,69 @@ def adapt_user_vectors(
     return user.detach()
 
 
+def listed(doc: str | None, marker: str) -> tuple[str, ...]:
+    """The items of the first ``- `` list after the line holding ``marker`` in ``doc``, each on one line.
+
+    A method's deviations live once, in its module docstring; its ``deviations`` attribute (what a method
+    card shows) is read from there.
+    """
+    lines = (doc or "").splitlines()
+    start = next((i for i, line in enumerate(lines) if marker in line), None)
+    if start is None:
+        raise ValueError(f"no line holds {marker!r}")
+    items: list[str] = []
+    for line in lines[start + 1 :]:
+        text = line.strip()
+        if text.startswith("- "):
+            items.append(text[2:])
+        elif text and items and line.startswith("    "):
+            items[-1] += " " + text
+        elif items:  # a blank or dedented line ends the list
+            break
+    return tuple(items)
+
+
+PROFILE_LABELS = {
+    "default": "ranked: ColdBench's training choices, each deviation listed",
+    "reference": "as published: the official code's modelling choices; reported, not ranked",
+}
+
+
+def resolve_profile(cls: type[Method], family: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration a run uses: ``config``, or with ``profile`` = NAME the ``[profiles.NAME]`` table of
+    the method's TOML over its family defaults, where a key set away from its default value still wins
+    (``--set profile=reference --set meta_epochs=20`` changes the reference's epochs).
+
+    The runner hands over defaults and overrides already merged, so a key set to its default value cannot
+    be told from an unset one and takes the profile's value; to get it, use ``profile = "default"`` and set
+    the profile's keys by hand. A profile may only set keys the defaults have, so that this is possible.
+    """
+    name = config.get("profile", "default")
+    if name == "default":
+        return dict(config)
+    tables = tomllib.loads(Path(inspect.getfile(cls)).with_suffix(".toml").read_text())
+    profiles = tables.get("profiles", {})
+    if name not in profiles:
+        raise KeyError(f"unknown profile {name!r}; known: {['default', *sorted(profiles)]}")
+    base = cls.default_config(family)
+    unknown = sorted(set(profiles[name]) - set(base))
+    if unknown:
+        raise KeyError(f"profile {name!r} sets keys the defaults lack: {unknown}")
+    own = {k: v for k, v in config.items() if k not in base or base[k] != v}
+    return {**base, **profiles[name], **own}
+
+
 class ColdStartMF(Method):
     """Base of the MF-family methods: ``predict`` = initial target vector -> support adaptation -> scores.
 
     A subclass sets ``self.target`` (the ``MF`` that scores target items) in ``fit`` and implements
     ``initial_vectors(batch)``. Config keys used here: ``adapt_steps``, ``adapt_lr``, ``adapt_reg``,
-    ``adapt_negatives``.
+    ``adapt_negatives``, and the optional ``clamp``, ``bias``, ``sparse_adam`` and ``profile``.
     """
 
     target: MF
+    deviations: ClassVar[tuple[str, ...]] = ()  # from the paper and the official code, for the method card
+    profile_labels: ClassVar[dict[str, str]] = {}  # profile -> how the card names its records
 
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
         super().__init__(config, seed, device)
@@ -336,6 +435,32 @@ class ColdStartMF(Method):
     def rng(self, purpose: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, purpose])
 
+    def use_profile(self, view: TrainView) -> dict[str, Any]:
+        """Resolve ``profile`` for the view's family (see ``resolve_profile``) into ``self.config``.
+
+        A profile reproducing an explicit-rating code (``reference``) refuses implicit families.
+        """
+        config = resolve_profile(type(self), view.family, self.config)
+        if config.get("profile", "default") == "reference" and not view.explicit:
+            raise ValueError("the reference profile reproduces the official rating-prediction code: family R")
+        self.config = config
+        self.adapt_steps = int(config.get("adapt_steps", 0))
+        return config
+
+    def make_mf(self, view: TrainView, init_std: float | None = None) -> MF:
+        """An ``MF`` over the view's users and items from the config's ``dim``, ``init_std``, ``bias`` and
+        ``sparse_adam``, on the device; build it under ``seeded`` for reproducible initial values."""
+        c = self.config
+        model = MF(
+            view.n_users,
+            view.item_domain,
+            c["dim"],
+            c["init_std"] if init_std is None else init_std,
+            bool(c.get("bias", True)),
+            sparse=bool(c.get("sparse_adam", True)),
+        )
+        return model.to(self.device)
+
     def setup(self, view: TrainView) -> None:
         """Facts every subclass needs: explicit or implicit, the rating range, target items."""
         self.explicit = view.explicit
@@ -348,8 +473,7 @@ class ColdStartMF(Method):
         """``setup``, then the seeded target ``MF`` on the device with its per-domain bias starts."""
         self.setup(view)
         with seeded(self.seed):
-            self.target = MF(view.n_users, view.item_domain, self.config["dim"], self.config["init_std"])
-            self.target = self.target.to(self.device)
+            self.target = self.make_mf(view)
         self.init_mu(self.target, view)
 
     def init_mu(self, model: MF, view: TrainView) -> None:
@@ -384,7 +508,9 @@ class ColdStartMF(Method):
             pred = self.target.score(
                 user[ids(batch.query_user, self.device)], ids(batch.query_item, self.device)
             )
-            return pred.clamp(*self.rating_range).cpu().numpy().astype(np.float32)
+            if self.config.get("clamp", True):
+                pred = pred.clamp(*self.rating_range)
+            return pred.cpu().numpy().astype(np.float32)
         scores = self.target.score_all(user, ids(batch.candidates, self.device))
         return scores.cpu().numpy().astype(np.float32)
 

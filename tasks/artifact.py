@@ -3,7 +3,10 @@
 The manifest holds the spec, counts, source checksums, builder version, ``files`` (name -> sha256 of the
 bytes, checked on every load) and ``content`` (name -> sha256 of the rows in a canonical serialization that
 does not depend on the Parquet writer). ``split_hash`` is the sha256 over the task id and the content
-digests: the same split gives the same hash on any machine and library version.
+digests: the same split gives the same hash on any machine and library version. Provenance beside them:
+``dataset`` (the declaration: name, format, file, provenance), ``filters`` (rows, users and items before and
+after a spec's hub-scale filters) and, for hub data, ``hub`` (the revision asked for and the commit the hub
+resolved, null when it could not be asked, and whether each category came from the hub or a local mirror).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks import audit, catalog
+from tasks import audit, catalog, filters, search
 from tasks.cache import default_cache_dir, write_json_atomic
 from tasks.checksums import require_verified, sha256_file
 from tasks.schema import ARROW_SCHEMA, COLUMNS, DataError, canonical
@@ -80,22 +83,73 @@ class Built:
     duplicate_rows_removed: dict
     audit: dict
     cleaning: dict
+    sources: dict = field(default_factory=dict)  # data set, filters, hub revision (manifest extras)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The canonical rows a split reads, with where they came from."""
+
+    table: pd.DataFrame
+    checksums: dict[str, str]
+    duplicate_rows_removed: dict
+    sources: dict
+
+
+def dataset_record(dataset: catalog.Dataset) -> dict:
+    """The manifest's ``dataset``: the declaration a task was built from (name, format, provenance)."""
+    return {
+        "name": dataset.name,
+        "format": dataset.format,
+        "declared_in": _declared_in(dataset.origin),
+        "provenance": dataset.provenance,
+    }
+
+
+def _declared_in(origin: str) -> str:
+    path = Path(origin) if origin else None
+    if path is not None and path.parent.resolve() == search.PACKAGE_DATASETS.resolve():
+        return f"tasks/datasets/{path.name}"
+    return origin
+
+
+def task_rows(spec: TaskSpec, data_dir: Path, revision: str | None = None) -> Rows:
+    """The deduplicated rows of the task's domains after its ``[filters]`` (families R and L).
+
+    Hub data stays in Arrow and integer codes through deduplication and filtering (``tasks.filters``), so
+    only the rows the task keeps become a pandas table; local data sets come from the cached canonical table
+    of their domains.
+    """
+    dataset = catalog.get_dataset(spec.dataset)
+    sources: dict = {"dataset": dataset_record(dataset)}
+    if dataset.remote:
+        raw, sums, sources["hub"] = catalog.read_hub(dataset, data_dir, spec.domains(), revision)
+        arrow, removed, report = filters.reduce(raw, spec.domains(), spec)
+    else:
+        loaded = catalog.load(dataset.name, data_dir, domains=spec.domains())
+        if not filters.declared(spec):
+            return Rows(loaded.table, loaded.checksums, loaded.duplicate_rows_removed, sources)
+        table = pa.Table.from_pandas(loaded.table, schema=ARROW_SCHEMA, preserve_index=False)
+        arrow, _, report = filters.reduce(table, spec.domains(), spec)
+        sums, removed = loaded.checksums, loaded.duplicate_rows_removed
+    if report is not None:
+        sources["filters"] = report
+    return Rows(canonical(arrow.to_pandas()), sums, removed, sources)
 
 
 def _split(
-    spec: TaskSpec, data_dir: Path
-) -> tuple[dict[str, pd.DataFrame], dict[str, str], dict, pd.DataFrame]:
-    """The split rule's tables, source checksums, dedup counts, and the target rows known for negatives."""
-    dataset = catalog.DATASETS[spec.dataset]
+    spec: TaskSpec, data_dir: Path, revision: str | None = None
+) -> tuple[dict[str, pd.DataFrame], Rows]:
+    """The split rule's tables and the rows they came from (for family C: the target's published files)."""
     if spec.family == "C":
-        sums = require_verified(data_dir, list(dataset.files), catalog.HINT)
-        short = {d: s for s, (_, d) in catalog.CDRIB_FOLDERS.items()}
-        target = catalog.cdrib_split(data_dir, short[spec.target])
-        source = catalog.cdrib_split(data_dir, short[spec.source[0]])
-        return split_published(target, source, spec), sums, {}, pd.concat(list(target.values()))
-    loaded = catalog.load(spec.dataset, data_dir)
+        dataset = catalog.get_dataset(spec.dataset)
+        target, sums = catalog.published_split(dataset, data_dir, spec.target)
+        source, more = catalog.published_split(dataset, data_dir, spec.source[0])
+        rows = Rows(pd.concat(list(target.values())), sums | more, {}, {"dataset": dataset_record(dataset)})
+        return split_published(target, source, spec), rows
+    rows = task_rows(spec, data_dir, revision)
     split = split_rating_transfer if spec.family == "R" else split_leave_one_domain_out
-    return split(loaded.table, spec), loaded.checksums, loaded.duplicate_rows_removed, loaded.table
+    return split(rows.table, spec), rows
 
 
 def clean(
@@ -127,15 +181,15 @@ def clean(
     return tables, report, counts
 
 
-def make_tables(spec: TaskSpec, data_dir: Path) -> Built:
+def make_tables(spec: TaskSpec, data_dir: Path, revision: str | None = None) -> Built:
     """The task's tables with their audit and provenance (no files written)."""
-    tables, sums, removed, known = _split(spec, data_dir)
-    tables, report, counts = clean(tables, spec, catalog.DATASETS[spec.dataset].raw_item_ids)
+    tables, rows = _split(spec, data_dir, revision)
+    tables, report, counts = clean(tables, spec, catalog.get_dataset(spec.dataset).raw_item_ids)
     if spec.family == "C":
-        target_rows = known[known["domain"] == spec.target]
+        target_rows = rows.table[rows.table["domain"] == spec.target]
         items = pd.concat([t[t["domain"] == spec.target]["item"] for n, t in tables.items() if n in TABLES])
         tables["negatives"] = sample_negatives(tables["query"], items.unique(), target_rows, spec)
-    return Built(tables, sums, removed, report, counts)
+    return Built(tables, rows.checksums, rows.duplicate_rows_removed, report, counts, rows.sources)
 
 
 def counts_of(tables: dict[str, pd.DataFrame], spec: TaskSpec) -> dict[str, int]:
@@ -164,12 +218,49 @@ def _write_table(frame: pd.DataFrame, path: Path) -> None:
     pq.write_table(table, path, compression="zstd")
 
 
-def build(spec: TaskSpec, data_dir: Path, out: Path, force: bool = False) -> dict:
+def source_state(spec: TaskSpec, data_dir: Path, revision: str | None = None) -> tuple[dict, dict | None]:
+    """What the task's sources are now: checksums of the local files it reads, and the hub record if any.
+
+    Only the files of the task's own domains are verified, so files added to the data root for other data
+    sets or domains never change whether an existing artifact is current.
+    """
+    dataset = catalog.get_dataset(spec.dataset)
+    if dataset.remote:
+        _, sums, record = catalog.hub_sources(dataset, data_dir, spec.domains(), revision)
+        return sums, record
+    return require_verified(data_dir, list(dataset.files_of(spec.domains())), catalog.HINT), None
+
+
+def _current(manifest: dict | None, spec: TaskSpec, data_dir: Path, revision: str | None) -> bool:
+    """Whether an existing, verified artifact was built from this spec, builder and these sources."""
+    if (
+        manifest is None
+        or manifest["spec"] != spec.to_dict()
+        or manifest["builder_version"] != BUILDER_VERSION
+    ):
+        return False
+    sums, hub = source_state(spec, data_dir, revision)
+    if manifest["source_checksums"] != sums:
+        return False
+    if hub is None:
+        return True
+    built = manifest.get("hub") or {}
+    if hub["resolved_revision"] is None:  # the hub cannot be asked now: trust what was asked for then
+        return (
+            built.get("requested_revision") == hub["requested_revision"]
+            and built.get("files") == hub["files"]
+        )
+    return built.get("resolved_revision") == hub["resolved_revision"] and built.get("files") == hub["files"]
+
+
+def build(
+    spec: TaskSpec, data_dir: Path, out: Path, force: bool = False, revision: str | None = None
+) -> dict:
     """Build (or reuse) the artifact of ``spec`` under ``out``; returns its manifest.
 
     An existing artifact is reused when it verifies and was built from the same spec, sources and builder
     version. Files are written to a temporary folder that is renamed into place at the end, so a killed
-    build leaves no half-written artifact.
+    build leaves no half-written artifact. ``revision`` pins the hub commit of a hub data set.
     """
     folder = out / spec.id
     if folder.exists() and not force:
@@ -177,15 +268,9 @@ def build(spec: TaskSpec, data_dir: Path, out: Path, force: bool = False) -> dic
             manifest = verify(folder)
         except DataError:
             manifest = None
-        if (
-            manifest is not None
-            and manifest["spec"] == spec.to_dict()
-            and (manifest["builder_version"] == BUILDER_VERSION)
-        ):
-            sums = require_verified(data_dir, list(catalog.DATASETS[spec.dataset].files), catalog.HINT)
-            if manifest["source_checksums"] == sums:
-                return manifest
-    built = make_tables(spec, data_dir)
+        if _current(manifest, spec, data_dir, revision):
+            return manifest  # type: ignore[return-value]
+    built = make_tables(spec, data_dir, revision)
     tables = built.tables
     tmp = out / f".{spec.id}.building"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -208,6 +293,7 @@ def build(spec: TaskSpec, data_dir: Path, out: Path, force: bool = False) -> dic
         "files": files,
         "content": content,
         "split_hash": split_hash(spec.id, content),
+        **built.sources,
     }
     write_json_atomic(manifest, tmp / MANIFEST)
     if folder.exists():

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from tasks.schema import DataError
 
 SUMS_FILE = "SHA256SUMS"
+HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def sha256_file(path: Path) -> str:
@@ -30,11 +32,24 @@ def read_sums(data_dir: Path) -> dict[str, str]:
         if not line.strip():
             continue
         parts = line.split(maxsplit=1)
-        if len(parts) != 2 or len(parts[0]) != 64:
+        if len(parts) != 2 or not HEX64.fullmatch(parts[0]):
             raise DataError(f"{path} line {number}: expected '<sha256>  <path>', got {line[:80]!r}")
-        rel = parts[1].strip().lstrip("*")
-        sums[rel.removeprefix("./")] = parts[0].lower()
+        rel = parts[1].strip().lstrip("*").removeprefix("./")
+        problem = _outside_root(rel)
+        if problem:
+            raise DataError(f"{path} line {number}: path {rel!r} {problem}; only files under the data root")
+        sums[rel] = parts[0].lower()
     return sums
+
+
+def _outside_root(rel: str) -> str:
+    """Why ``rel`` would name a file outside the data root ('' when it does not): never hash beyond it."""
+    pure = PurePosixPath(rel.replace("\\", "/"))
+    if pure.is_absolute() or PureWindowsPath(rel).drive:
+        return "is absolute"
+    if ".." in pure.parts:
+        return "climbs out with '..'"
+    return ""
 
 
 def verify(data_dir: Path, only: list[str] | None = None) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """The canonical interactions table every reader returns, and the one duplicate rule.
 
-Columns (DESIGN.md §2): ``domain`` (Amazon category name), ``user`` and ``item`` (raw IDs as strings),
+Columns (docs/design.md): ``domain`` (Amazon category name), ``user`` and ``item`` (raw IDs as strings),
 ``rating`` (float, NaN for implicit data), ``ts`` (int unix seconds, <NA> when unknown).
 """
 

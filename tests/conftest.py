@@ -33,3 +33,4 @@ def data_dir() -> Path:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test session gets its own cache so tests never read a developer's stale cache."""
     monkeypatch.setenv("COLDBENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("COLDBENCH_SPECS", "")  # --specs extends the process environment: start clean

@@ -125,6 +125,7 @@ def _spec(**clean: str):
             "beta": 0.2,
             "valid_fraction": 0.1,
             "budget": {"train_examples_multiple": 1, "adapt_steps": 1, "wall_seconds": 1},
+            "filters": {"min_target": 2, "min_other": 1},
             "clean": clean,
         },
         "x.toml",

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.bench import CellJob, _after_crash, chunked, run_suite
+from benchmark.bench import CellJob, chunked, run_suite
 from benchmark.records import iter_records, load_record
 from benchmark.seeding import available_cpus
-from benchmark.suite import Cell, Suite, cells, load_suite
+from benchmark.suite import Suite, cells, load_suite
 from tasks.spec import all_specs
 
 FLOORS = ("global-mean", "item-mean", "popularity", "random")
@@ -199,23 +199,3 @@ def test_bench_runs_git_once_and_caps_jobs_times_threads(
     threads = {load_record(p).env.threads for p in iter_records(tmp_path / "results")}
     assert threads == {summary.threads}
     runner.code_info.cache_clear()
-
-
-def test_a_dead_worker_costs_its_cell_and_the_rest_of_its_chunk_runs_later(
-    data_dir: Path, tmp_path: Path
-) -> None:
-    results = tmp_path / "results"
-    suite = Suite("one", (0,), ("R-books2movies-b20-k1",), ("global-mean", "item-mean"))
-    since = time.time() - 1
-    run_suite(suite, data_dir, results, tmp_path / "tasks", jobs=1)
-    done, missing = (CellJob(c, data_dir, results, tmp_path / "tasks") for c in cells(suite))
-    ghost = CellJob(Cell("R-books2movies-b20-k1", "random", 0), data_dir, results, tmp_path / "tasks")
-    later = CellJob(Cell("R-books2movies-b20-k1", "cmf", 0), data_dir, results, tmp_path / "tasks")
-    (results / "R-books2movies-b20-k1" / "item-mean" / "seed-0.json").unlink()
-    finished, rest = _after_crash((done, missing, ghost, later), since, RuntimeError("killed"))
-    statuses = [(j.cell.method, d.status) for j, d in finished]
-    assert statuses == [("global-mean", "ok"), ("item-mean", "crashed")]
-    assert "killed" in finished[-1][1].error
-    assert rest == (ghost, later)
-    finished, rest = _after_crash((done,), time.time() + 60, RuntimeError("killed"))  # an older record
-    assert [d.status for _, d in finished] == ["crashed"] and rest == ()

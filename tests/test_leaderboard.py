@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark import tuning
 from benchmark.cli import COMMANDS
 from benchmark.commands import leaderboard as command
 from benchmark.records import (
@@ -29,7 +30,8 @@ from benchmark.records import (
     record_path,
     write_record,
 )
-from leaderboard.build import BuildError, build, load_runs, md, render, summarize
+from leaderboard import build as site
+from leaderboard.build import BuildError, build, load_runs, md, ranking_rows, render, render_text, summarize
 
 EVIL = '<script>alert("x")<!-- <img src=x onerror="alert(1)"> |*_'
 USERS = [f"u{i:03d}" for i in range(200)]
@@ -399,7 +401,9 @@ def test_cli_refuses_with_exit_2_and_skips_with_a_listed_warning(
     assert (
         err.startswith("coldbench: error: ") and "C-cloth/beta/seed-3.json" in err and "--skip-invalid" in err
     )
-    assert not out.exists()
+    assert not out.exists() or not any(
+        out.iterdir()
+    )  # --out is proven writable first, but nothing is written
     assert run_cli("leaderboard", "build", "--results", str(copy), "--out", str(out), "--skip-invalid") == 0
     captured = capsys.readouterr()
     assert "skipped invalid record C-cloth/beta/seed-3.json: not a readable JSON record" in captured.err
@@ -475,3 +479,117 @@ def test_a_task_whose_audit_fails_is_reported_not_ranked(tmp_path: Path) -> None
     assert board.average_ranks["C"][alpha] == 1.0
     page = next(v for k, v in render(board).items() if k.startswith("pages/task") and "published" in k)
     assert "Leak audit" in page and "failed" in page
+
+
+# -- the researcher's path: terminal view, method cards, plot styles, how-to-read lines ---------------------
+
+
+def test_twenty_methods_get_twenty_distinct_colour_and_marker_pairs() -> None:
+    def look(index: int) -> tuple[str, str]:
+        svg = site._marker(index, 50.0, 50.0, 4)
+        shape = re.match(r"<(\w+)", svg).group(1)
+        if shape == "polygon":  # triangle, diamond and cross differ in their number of corners
+            corners = re.search(r'points="([^"]*)"', svg).group(1).split()
+            shape = f"polygon/{len(corners)}"
+        return re.search(r'fill="([^"]+)"', svg).group(1), shape
+
+    looks = [look(i) for i in range(20)]
+    assert len(set(looks)) == 20
+    assert all(looks[i][0] != looks[i + 1][0] and looks[i][1] != looks[i + 1][1] for i in range(19))
+    # a scatter of 20 methods draws each legend entry with its own pair
+    points = [site.Point(f"m{i:02d}", i, 10.0 * (i + 1), float(i)) for i in range(20)]
+    svg = site.svg_scatter("t", points, "x", "y")
+    assert all(site._marker(i, site._W + 19, site._TOP + 8 + 16 * i, 4) in svg for i in range(20))
+
+
+def _plain(markdown_cell: str) -> str:
+    return markdown_cell.replace("**", "").replace("\\", "")
+
+
+def test_show_prints_the_numbers_of_the_markdown(
+    board, results: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli("leaderboard", "show", "--results", str(results)) == 0
+    shown = capsys.readouterr().out
+    assert shown == render_text(board)
+    markdown = render(board)["LEADERBOARD.md"]
+    for family in ("R", "L", "C"):
+        ranked = board.family_tasks[family]
+        section = shown.split(f"Family {family}: ", 1)[1].split("\nFamily ", 1)[0]
+        for key in site._family_entries(board, family):
+            line = next(ln for ln in section.splitlines() if ln.startswith(board.labels[key] + " "))
+            for task_id in ranked:
+                cell = site._md_cell(board.tasks[task_id].cells.get(key), site.RANK_METRIC[family], True)
+                assert _plain(cell) in line, (key, task_id)
+                assert cell in markdown
+    assert "C-cloth-published" in shown.split("Reported, not ranked")[-1]
+
+
+def test_show_one_family_or_one_task(results: Path, board, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("leaderboard", "show", "--results", str(results), "--family", "L") == 0
+    out = capsys.readouterr().out
+    assert "Family L" in out and "Family R" not in out and "L-beauty-k3" in out
+    assert run_cli("leaderboard", "show", "--results", str(results), "--task", "R-b2m-b20-k3") == 0
+    out = capsys.readouterr().out
+    for _, row in ranking_rows(board, board.tasks["R-b2m-b20-k3"]):
+        assert any(all(cell in line for cell in row) for line in out.splitlines()), row
+    assert "tied with leader" in out and "[" in out  # the paired difference and its interval
+    assert run_cli("leaderboard", "show", "--results", str(results), "--task", "nope") == 2
+    assert "no records of task 'nope'" in capsys.readouterr().err
+    args = ("--task", "R-b2m-b20-k3", "--family", "L")
+    assert run_cli("leaderboard", "show", "--results", str(results), *args) == 2
+
+
+def test_every_table_says_how_to_read_it(results: Path, tmp_path: Path) -> None:
+    build(results, tmp_path)
+    for name, data in read_tree(tmp_path).items():
+        if not name.endswith(".html"):
+            continue
+        lines = data.decode().splitlines()
+        tables = [i for i, line in enumerate(lines) if line.startswith('<div class="scroll"><table>')]
+        assert tables, name
+        for i in tables:
+            assert lines[i - 1].startswith('<p class="legend how">How to read: '), (name, lines[i - 1])
+
+
+def test_method_card_shows_summary_defaults_and_tuning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registered method's card reads its class and the tuned file; an unknown one still builds."""
+    TASKS["R-tuned-k3"] = ("R", 3, 20.0)
+    try:
+        write_ok_run(tmp_path / "results", "R-tuned-k3", "mf-target", 1, 0.0)
+        write_ok_run(tmp_path / "results", "R-tuned-k3", "alpha", 1, 0.1)
+    finally:
+        del TASKS["R-tuned-k3"]
+    trials = [
+        {"config": {}, "status": "ok", "score": -0.81, "seconds": 1.0},
+        {"config": {"lr": 0.03}, "status": "ok", "score": -0.79, "seconds": 1.0},
+    ]
+    group = {
+        "scored_on": "R-tuned-k0",
+        "n_trials": 2,
+        "complete": True,
+        "score": -0.79,
+        "config": {"lr": 0.03},
+    }
+    monkeypatch.setenv(tuning.TUNED_ENV, str(tmp_path / "tuned"))
+    tuning.write_tuned(
+        "mf-target", {"method": "mf-target", "groups": {"R-tuned": {**group, "trials": trials}}}
+    )
+    build(tmp_path / "results", tmp_path / "site")
+    pages = read_tree(tmp_path / "site")
+    card = next(v.decode() for k, v in pages.items() if k.startswith("pages/method-mf-target-"))
+    from benchmark.registry import load_method
+
+    cls = load_method("mf-target")
+    assert f"<dt>Summary</dt><dd>{site.esc(cls.summary)}</dd>" in card
+    assert "<dt>Package</dt><dd>coldbench " in card and "<code>R</code>: dim=32" in card
+    tuned = card.split("</dl>\n", 1)[1]
+    assert tuned.startswith("<h2>Tuning: 2 configurations per task group, validation users, seed 0</h2>")
+    assert "<td>R-tuned-k0</td><td>2 (2 ok)</td><td>-0.7900</td><td>-0.8100</td><td>lr=0.03</td>" in tuned
+    other = next(v.decode() for k, v in pages.items() if k.startswith("pages/method-alpha-"))
+    assert "not installed where this page was built" in other and "<h2>Tuning" not in other
+    again = tmp_path / "again"
+    build(tmp_path / "results", again)
+    assert read_tree(again) == pages  # the card's extra inputs keep the build deterministic

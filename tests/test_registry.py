@@ -35,7 +35,9 @@ def test_a_duplicate_name_from_an_entry_point_is_refused(
     fake_distribution(tmp_path, "dup_plugin", {"popularity": "dup_plugin:Whatever"})
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(registry.RegistryError, match="'popularity' is registered twice"):
-        registry.available()
+        registry.load_method("popularity")
+    assert "popularity" in registry.problems()
+    assert issubclass(registry.load_method("item-mean"), Method)  # only the duplicated name is unusable
 
 
 def test_a_broken_entry_point_names_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,4 +74,5 @@ def test_a_method_name_that_cannot_be_a_folder_is_refused(
     fake_distribution(tmp_path, "slash_plugin", {"a/b": "slash_plugin:Thing"})
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(registry.RegistryError, match="method names must match"):
-        registry.available()
+        registry.load_method("a/b")
+    assert issubclass(registry.load_method("popularity"), Method)

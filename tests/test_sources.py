@@ -326,9 +326,13 @@ def test_hub_paths_select_categories_and_never_touch_the_network_offline(tmp_pat
     assert hub2023.hub_path("Books") == "benchmark/5core/rating_only/Books.csv"
     assert hub2023.hub_path("Books", core="0core") == "benchmark/0core/rating_only/Books.csv"
     assert hub2023.hub_path("Books", kind="reviews") == "raw/review_categories/Books.jsonl"
-    assert hub2023.hub_url("Books").startswith(f"hf://datasets/{hub2023.REPOSITORY}@{hub2023.REVISION}/")
-    with pytest.raises(DataError, match=r"unknown Amazon Reviews 2023 category 'Bookz'"):
-        hub2023.hub_path("Bookz")
+    assert hub2023.hub_url("Books") == f"hf://datasets/{hub2023.REPOSITORY}@main/{hub2023.hub_path('Books')}"
+    pinned = "0123456789abcdef0123456789abcdef01234567"
+    assert hub2023.hub_url("Books", revision=pinned).startswith(
+        f"hf://datasets/{hub2023.REPOSITORY}@{pinned}/"
+    )
+    with pytest.raises(DataError, match=r"'Books/\.\./x' is not an Amazon Reviews 2023 category name"):
+        hub2023.hub_path("Books/../x")  # the category list itself is declared in tasks/datasets/
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setattr(hub2023.datasets, "load_dataset", lambda *a, **k: pytest.fail("must not be called"))
     with pytest.raises(DataError, match=r"Books\.csv: HF_DATASETS_OFFLINE / HF_HUB_OFFLINE is set"):

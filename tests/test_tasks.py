@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import artifact
+from tasks import artifact, search
 from tasks.schema import DataError
-from tasks.spec import all_specs, parse_spec
+from tasks.spec import all_specs, load_spec_file, parse_spec
 
 SPECS = all_specs()
 TABLES = ("train", "support", "query", "valid_support", "valid_query")
@@ -318,7 +319,7 @@ def test_spec_errors_name_the_field() -> None:
     parse_spec(good, "x.toml")
     with pytest.raises(DataError, match=r"x\.toml: missing field 'target'"):
         parse_spec({k: v for k, v in good.items() if k != "target"}, "x.toml")
-    with pytest.raises(DataError, match="unknown field"):
+    with pytest.raises(DataError, match=r"x\.toml: unknown field\(s\) \['bogus'\] in the spec"):
         parse_spec({**good, "bogus": 1}, "x.toml")
     with pytest.raises(DataError, match="beta"):
         parse_spec({**good, "beta": 0.95}, "x.toml")
@@ -344,3 +345,133 @@ def test_family_c_clean_split_halves_cdrib_cold_users(
     assert list(zip(neg["user"], neg["item"], strict=True)) == list(
         zip(t["query"]["user"], t["query"]["item"], strict=True)
     )
+
+
+R_SPEC = (search.PACKAGE_TASKS / "R-books2movies-b20-k3.toml").read_text()
+L_SPEC = (search.PACKAGE_TASKS / "L-beauty-k3.toml").read_text()
+C_SPEC = (search.PACKAGE_TASKS / "C-cloth.toml").read_text()
+
+
+def _edit(text: str, old: str, new: str) -> str:
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    ("base", "old", "new", "message"),
+    [
+        (R_SPEC, "[budget]\n", "[budget]\ncpus = 2\n", r"unknown field\(s\) \['cpus'\] in \[budget\]"),
+        (R_SPEC, "pool = 5\n", "pool = 5\npoool = 5\n", r"unknown field\(s\) \['poool'\] in \[filters\]"),
+        (C_SPEC, "negatives = 999\n", "negatives = 999\nmax_users = 10\n", r"\['max_users'\] in \[filters\]"),
+        (R_SPEC, "min_co = 3\n", "min_co = 3\nmax_co = 9\n", r"\[audit\] takes only"),
+        (
+            R_SPEC,
+            'duplicates = "drop-query"\n',
+            'duplicates = "drop-query"\ndedup = 1\n',
+            r"unknown rule 'dedup'",
+        ),
+        (R_SPEC, "k = 3\n", "k = 3\nbogus = 1\n", r"unknown field\(s\) \['bogus'\] in the spec"),
+        (
+            R_SPEC,
+            'target = "Movies_and_TV"',
+            'target = "Music"',
+            r"field 'target': data set '2018-dense-books-movies' has no domain 'Music'; it has \['Books', "
+            r"'Movies_and_TV'\]",
+        ),
+        (
+            R_SPEC,
+            'source = ["Books"]',
+            'source = ["Beauty"]',
+            r"field 'source': data set .* has no domain 'Beauty'",
+        ),
+        (R_SPEC, "k = 3\n", "k = 6\n", r"field 'k' \(6\) must be <= \[filters\] pool \(5\)"),
+        (L_SPEC, "k = 3\n", "k = 6\n", r"field 'k' \(6\) must be < \[filters\] min_target \(6\)"),
+        (
+            R_SPEC,
+            "wall_seconds = 300",
+            "wall_seconds = -1",
+            r"field 'budget\.wall_seconds' must be > 0, got -1",
+        ),
+        (R_SPEC, "adapt_steps = 20", "adapt_steps = 0", r"field 'budget\.adapt_steps' must be >= 1, got 0"),
+        (R_SPEC, "adapt_steps = 20", "adapt_steps = -5", r"field 'budget\.adapt_steps' must be >= 1, got -5"),
+        (
+            R_SPEC,
+            "train_examples_multiple = 30",
+            "train_examples_multiple = 0",
+            r"'budget\.train_examples_multiple' must be > 0",
+        ),
+        (R_SPEC, "wall_seconds = 300\n", "", r"missing field 'budget\.wall_seconds'"),
+        (
+            R_SPEC,
+            'metrics = ["mae"',
+            'metrics = ["bogus@10", "mae"',
+            r"field 'metrics' has unknown metric\(s\) \['bogus@10'\]; known: \[.*'mae'.*'ndcg@10'",
+        ),
+        (R_SPEC, 'target = "Movies_and_TV"\n', "", r"missing field 'target'"),
+        (R_SPEC, "pool = 5\n", "", r"missing field 'filters\.pool'"),
+        (L_SPEC, "min_target = 6\n", "", r"missing field 'filters\.min_target'"),
+        (R_SPEC, 'source = ["Books"]', "source = []", r"field 'source' must be a non-empty list of names"),
+        (
+            R_SPEC,
+            'dataset = "2018-dense-books-movies"',
+            'dataset = "nope"',
+            r"field 'dataset': unknown data set 'nope'; known: \[",
+        ),
+        (R_SPEC, 'source = ["Books"]', 'source = ["Books", "Books"]', r"field 'source' lists a name twice"),
+        (R_SPEC, "split_seed = 2026", 'split_seed = "2026"', r"field 'split_seed' must be an integer"),
+        (R_SPEC, "k = 3", "k = true", r"field 'k' must be an integer"),
+        (R_SPEC, 'family = "R"', 'family = "X"', r"field 'family' must be one of"),
+        (
+            R_SPEC,
+            'dataset = "2018-dense-books-movies"',
+            'dataset = "2014-abxi"',
+            r"family R needs explicit ratings",
+        ),
+        (L_SPEC, 'dataset = "2014-abxi"', 'dataset = "2014-cdrib"', r"family L needs timestamps"),
+        (C_SPEC, 'dataset = "2014-cdrib"', 'dataset = "2014-abxi"', r"family C needs a published split"),
+        (C_SPEC, "k = 0\n", "k = 0\nbeta = 0.2\n", r"family C takes no 'beta'"),
+        (
+            R_SPEC,
+            "[filters]\n",
+            "[filters]\nmax_users = 10\nmin_overlap = 20\n",
+            r"max_users' \(10\) is below",
+        ),
+        (
+            R_SPEC,
+            'duplicates = "drop-query"\n',
+            'duplicates = "drop-query"\nhistory = "before-first-query"\n',
+            r"\[clean\] history needs timestamps",
+        ),
+        (
+            R_SPEC,
+            'id = "R-books2movies-b20-k3"',
+            'id = "R-other"',
+            r"id 'R-other' differs from the file name",
+        ),
+    ],
+)
+def test_a_bad_spec_file_names_the_file_and_the_field(
+    tmp_path: Path, base: str, old: str, new: str, message: str
+) -> None:
+    from benchmark.metrics import METRICS
+
+    path = tmp_path / f"{_id(base)}.toml"
+    path.write_text(_edit(base, old, new))
+    with pytest.raises(DataError, match=re.escape(str(path)) + ": .*" + message):
+        load_spec_file(path, metrics=METRICS)
+
+
+def _id(text: str) -> str:
+    return text.split('id = "', 1)[1].split('"', 1)[0]
+
+
+def test_every_package_spec_is_valid_with_the_known_metrics_and_aliases_resolve(tmp_path: Path) -> None:
+    from benchmark.metrics import METRICS
+
+    for path in sorted(search.PACKAGE_TASKS.glob("*.toml")):
+        assert load_spec_file(path, metrics=METRICS) == SPECS[path.stem]
+    path = tmp_path / "R-books2movies-b20-k3.toml"
+    path.write_text(
+        _edit(_edit(R_SPEC, 'target = "Movies_and_TV"', 'target = "movies"'), '["Books"]', '["books"]')
+    )
+    assert load_spec_file(path) == SPECS["R-books2movies-b20-k3"]

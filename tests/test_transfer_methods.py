@@ -1,4 +1,5 @@
-"""TGT, CMF, EMCDR, PTUPCDR and FineTune on a tiny synthetic task with planted cross-domain preferences.
+"""TGT, CMF, EMCDR, PTUPCDR and FineTune on a tiny synthetic task with planted cross-domain preferences,
+and the ``reference`` profile of CMF, EMCDR and PTUPCDR (the official PTUPCDR code's modelling choices).
 
 Users belong to one of four taste clusters, and so do items in every domain; a user mostly interacts with
 (and rates highly) items of its own cluster, in every domain. A cold user's source history therefore reveals
@@ -7,20 +8,32 @@ its target taste: transfer methods must recover it at K=0, where target-only MF 
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
 import pytest
 import torch
 
+from benchmark import runner
 from benchmark.api import Budget, ColdBatch, Interactions, TrainView, _AdaptMeter
 from methods import REGISTRY
 from methods.cmf import CMF
 from methods.emcdr import EMCDR
 from methods.finetune import FineTune
-from methods.mf import MF, NegativeSampler, adapt_user_vectors, train_selected
+from methods.mf import (
+    MF,
+    NegativeSampler,
+    Selection,
+    adapt_user_vectors,
+    epoch_batches,
+    integer_ratings,
+    listed,
+    resolve_profile,
+    train_selected,
+)
 from methods.mf_target import TargetMF
-from methods.ptupcdr import PTUPCDR, liked_history
+from methods.ptupcdr import PTUPCDR, liked_history, warm_batches
 
 METHODS = {"mf-target": TargetMF, "cmf": CMF, "emcdr": EMCDR, "ptupcdr": PTUPCDR, "finetune": FineTune}
 TRANSFER = ["cmf", "emcdr", "ptupcdr", "finetune"]
@@ -325,3 +338,136 @@ def test_finetune_pretraining_leaves_one_fine_tuning_pass_in_the_budget():
     assert method.log["pretrain_epochs"].best_epoch >= 1
     assert method.log["finetune_epochs"].best_epoch >= 1
     assert task.view.examples_used == task.budget.train_examples
+
+
+# -- profiles: the official code's modelling choices (reference) next to the ranked defaults -------------
+PROFILED = ["cmf", "emcdr", "ptupcdr"]
+REFERENCE = {"config": {"profile": "reference"}, "train_examples": 30.0}  # R tasks' budget: 10 epochs/stage
+OFFICIAL = {
+    "dim": 10,
+    "init_std": 1.0,
+    "bias": False,
+    "sparse_adam": False,
+    "integer_ratings": True,
+    "clamp": False,
+    "select": "last",
+    "adapt_steps": 0,
+    "lr": 0.01,
+}
+
+
+@pytest.mark.parametrize("name", PROFILED)
+def test_reference_profile_resolves_to_the_official_choices_and_keeps_explicit_overrides(name):
+    cls = METHODS[name]
+    base = cls.default_config("R")
+    assert base["profile"] == "default" and resolve_profile(cls, "R", base) == base
+    assert runner.resolve_config(cls, "R", {"profile": "reference"})["profile"] == "reference"
+    reference = resolve_profile(cls, "R", {**base, "profile": "reference"})
+    assert {k: reference[k] for k in OFFICIAL} == OFFICIAL
+    assert set(reference) == set(base), "a profile may only set keys the defaults have"
+    assert reference["batch_size"] == 256  # the official default configuration (entry.py --task 1)
+    tuned = resolve_profile(cls, "R", {**base, "profile": "reference", "lr": 0.003})
+    assert tuned["lr"] == 0.003 and tuned["init_std"] == 1.0
+    with pytest.raises(KeyError, match="unknown profile"):
+        resolve_profile(cls, "R", {**base, "profile": "nope"})
+
+
+def test_reference_profile_batch_sizes_and_mappings():
+    ptupcdr = resolve_profile(PTUPCDR, "R", {**PTUPCDR.default_config("R"), "profile": "reference"})
+    assert (ptupcdr["meta_batch_size"], ptupcdr["meta_batches"], ptupcdr["bridge"]) == (128, "warm", "plain")
+    assert ptupcdr["empty_history"] == "placeholder" and ptupcdr["meta_lr"] == 0.01
+    emcdr = resolve_profile(EMCDR, "R", {**EMCDR.default_config("R"), "profile": "reference"})
+    assert (emcdr["mapping"], emcdr["map_batch_size"], emcdr["map_epochs"]) == ("linear", 64, 10)
+    cmf = resolve_profile(CMF, "R", {**CMF.default_config("R"), "profile": "reference"})
+    assert (cmf["batches"], cmf["epochs"]) == ("mixed", 10)
+
+
+@pytest.mark.parametrize("name", PROFILED)
+def test_reference_profile_refuses_implicit_families(name):
+    with pytest.raises(ValueError, match="family R"):
+        fitted(name, "C", 0, config={"profile": "reference"})
+
+
+@pytest.mark.parametrize("name", PROFILED)
+def test_reference_profile_trains_the_official_recipe(name):
+    method, task = fitted(name, "R", 0, **REFERENCE)
+    assert method.config["init_std"] == 1.0 and not method.target.bias
+    assert not method.target.user.sparse, "dense gradients: the official code's dense Adam"
+    selections = [v for v in method.log.values() if isinstance(v, Selection)]
+    assert selections and all(s.best_epoch == 10 and not s.scores for s in selections), "10 epochs, the last"
+    batch, _ = task.batch(task.test_users)
+    out = method.predict(batch)
+    assert np.isfinite(out).all()
+    assert out.min() < 1.0 or out.max() > 5.0, "no clamping: N(0, 1) dot products leave the rating range"
+    again, _ = fitted(name, "R", 0, **REFERENCE)
+    np.testing.assert_array_equal(out, again.predict(task.batch(task.test_users)[0]))
+
+
+def test_reference_emcdr_maps_linearly_and_ptupcdr_keeps_a_placeholder_item():
+    emcdr, _ = fitted("emcdr", "R", 0, **REFERENCE)
+    assert isinstance(emcdr.mapping, torch.nn.Linear) and emcdr.mapping.bias is None
+    assert emcdr.mapping.weight.shape == (10, 10)
+    ptupcdr, _ = fitted("ptupcdr", "R", 0, **REFERENCE)
+    assert ptupcdr.placeholder is not None and ptupcdr.placeholder.shape == (10,)
+    users = torch.tensor([0, 1])
+    empty = torch.zeros((2, 3), dtype=torch.bool)
+    with torch.no_grad():
+        got = ptupcdr.bridged(users, torch.zeros((2, 3), dtype=torch.long), empty)
+        bridge = ptupcdr.meta(ptupcdr.placeholder.view(1, 1, -1), torch.ones((1, 1), dtype=torch.bool))
+        want = ptupcdr.source.user(users) @ bridge[0]
+    torch.testing.assert_close(got[:, :10], want)
+
+
+def test_liked_history_placeholder_fallback_leaves_users_without_liked_items_empty():
+    history = make_rows(
+        np.array([0, 0, 0, 1, 1]), np.array([5, 6, 7, 8, 9]), np.array([5.0, 2.0, 4.0, 1.0, 3.0])
+    )
+    items, mask = liked_history(history, 3, explicit=True, length=4, fallback="placeholder")
+    assert [set(items[u][mask[u]]) for u in range(3)] == [{5, 7}, set(), set()]
+
+
+def test_warm_batches_are_full_batches_of_warm_rows_and_charge_every_target_row():
+    task = Planted("R", 0)
+    view = task.view
+    target = view._domain_rows("T")
+    warm = np.zeros(N_USERS, dtype=bool)
+    warm[::3] = True
+    batches = list(warm_batches(view, warm, 32, np.random.default_rng(0)))
+    sizes = [len(b) for b in batches]
+    assert all(s == 32 for s in sizes[:-1]) and 0 < sizes[-1] <= 32
+    assert sum(sizes) == warm[target.user].sum()
+    assert all(warm[b.user].all() for b in batches)
+    assert view.examples_used == len(target)
+
+
+def test_mixed_batches_draw_rows_of_every_domain_and_integer_ratings_truncate():
+    task = Planted("R", 0)
+    rng = np.random.default_rng(0)
+    batches = list(epoch_batches(task.view, 64, rng, ["S", "T"], mixed=True))
+    assert sum(len(b) for b in batches) == task.view.n_train
+    assert any(len(set(task.item_domain[b.item])) == 2 for b in batches)
+    with pytest.raises(ValueError, match="every domain"):
+        next(epoch_batches(task.view, 64, rng, ["T"], mixed=True))
+    rows = make_rows(np.array([0, 1]), np.array([0, 1]), np.array([4.5, 3.99]))
+    assert integer_ratings(rows).rating.tolist() == [4.0, 3.0]
+
+
+@pytest.mark.parametrize("name", PROFILED)
+def test_deviations_are_read_from_the_docstring_and_profiles_are_labelled(name):
+    cls = METHODS[name]
+    doc = " ".join(sys.modules[cls.__module__].__doc__.split())
+    assert len(cls.deviations) >= 5
+    assert all(d in doc for d in cls.deviations)
+    assert cls.profile_labels["reference"].startswith("as published")
+    assert listed("x\n- a\n  b\n\n- c", "x") == ("a",)
+    assert listed("x\n\n  - a\n    b\n  - c\n\nd", "x") == ("a b", "c")
+
+
+def test_ptupcdr_default_bridges_the_biased_vector_in_family_r_only():
+    config = PTUPCDR.default_config("R")
+    assert config["bias"] and config["bridge"] == "biased" and config["clamp"]
+    for family in "LC":
+        other = PTUPCDR.default_config(family)
+        assert not other["bias"] and other["bridge"] == "plain" and other["meta_lr"] == other["lr"]
+    method, _ = fitted("ptupcdr", "R", 0)
+    assert method.meta.dim == 11, "(dim + 1) x (dim + 1) bridge over [p, b]"

@@ -1,19 +1,24 @@
-"""``coldbench data``: check the data root against its SHA256SUMS, and count each data set per domain.
+"""``coldbench data``: check the data root, count each data set per domain, and fetch missing files.
 
-``verify`` hashes every listed file and names each missing or changed one. ``info`` loads every data set
-through ``tasks.catalog.load`` (verified, deduplicated, cached as Parquet), so a second call reads only the
-cache after re-hashing the sources.
+``verify`` hashes every listed file and names each missing or changed one. ``info`` loads every local data
+set (the declarations on the search path; hub data sets are read when a task is built) through
+``tasks.catalog.load`` (verified, deduplicated, cached as Parquet), so a second call reads only the cache
+after re-hashing the sources. ``fetch`` downloads a data set's missing files from its declared provenance and
+keeps only those whose sha256 matches the ``SHA256SUMS`` shipped with the declaration (``tasks.fetch``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from tasks.catalog import DATASETS, HINT, load, resolve_data_dir
+from tasks import fetch, search
+from tasks.catalog import DATA_ENV, HINT, Dataset, load, registry, resolve_data_dir
 from tasks.checksums import SUMS_FILE, read_sums, verify
+from tasks.schema import DataError
 
 INFO_FIELDS = ("dataset", "domain", "users", "items", "interactions", "duplicate_rows_removed")
 
@@ -30,7 +35,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info = commands.add_parser("info", help="users, items, interactions and removed duplicates per domain")
     info.add_argument("--data-dir", default=None, help=data_dir_help)
     info.add_argument("--format", choices=("table", "json"), default="table")
+    info.add_argument("datasets", nargs="*", metavar="DATASET", help="data sets (default: every local one)")
+    info.add_argument("--specs", action="append", default=[], metavar="DIR", help=SPECS_HELP)
     info.set_defaults(func=run_info)
+
+    get = commands.add_parser(
+        "fetch", help="download missing files from each data set's provenance, verified"
+    )
+    get.add_argument(
+        "datasets", nargs="*", metavar="DATASET", help="data sets (default: every fetchable one)"
+    )
+    get.add_argument("--data-dir", default=None, help="data root to fill (default: $COLDBENCH_DATA; created)")
+    get.add_argument("--base-url", default=fetch.RAW_GITHUB, help="where <repo>/<commit>/<path> is served")
+    get.add_argument("--specs", action="append", default=[], metavar="DIR", help=SPECS_HELP)
+    get.set_defaults(func=run_fetch)
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -49,10 +67,22 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def info_rows(root: Path, cache_dir: Path | None = None) -> list[dict]:
+SPECS_HELP = "a folder whose datasets/ holds data-set TOMLs; repeatable"
+
+
+def chosen(names: list[str]) -> list[Dataset]:
+    """The named data sets, or every one on the search path that is read from local files."""
+    found = registry()
+    if names:
+        return [found.get(n) for n in names]
+    return [d for d in found.datasets.values() if not d.remote]
+
+
+def info_rows(root: Path, cache_dir: Path | None = None, names: list[str] | None = None) -> list[dict]:
     """One row per (data set, domain): distinct users and items, interactions, duplicate rows removed."""
     rows = []
-    for name, spec in DATASETS.items():
+    for spec in chosen(names or []):
+        name = spec.name
         loaded = load(name, root, cache_dir)
         counts = loaded.table.groupby("domain", observed=True).agg(
             users=("user", "nunique"), items=("item", "nunique"), interactions=("user", "size")
@@ -89,6 +119,36 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    rows = info_rows(resolve_data_dir(args.data_dir))
+    search.use_spec_dirs(args.specs)
+    rows = info_rows(resolve_data_dir(args.data_dir), names=args.datasets)
     print(json.dumps(rows, indent=2) if args.format == "json" else format_table(rows))
+    return 0
+
+
+def fetch_root(data_dir: str | None) -> Path:
+    """``--data-dir`` or ``$COLDBENCH_DATA``, created when missing (fetch fills an empty root)."""
+    chosen_dir = data_dir or os.environ.get(DATA_ENV)
+    if not chosen_dir:
+        raise DataError(f"no data root: pass --data-dir or set {DATA_ENV}")
+    root = Path(chosen_dir).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    search.use_spec_dirs(args.specs)
+    root = fetch_root(args.data_dir)
+    failed = 0
+    for dataset in chosen(args.datasets):
+        result = fetch.fetch(dataset, root, args.base_url)
+        print(
+            f"{dataset.name}: {len(result.downloaded)} downloaded, {len(result.present)} already present"
+            + (f", {len(result.failed)} failed" if result.failed else "")
+        )
+        for problem in result.failed.values():
+            print(f"coldbench: error: {' '.join(problem.split())}", file=sys.stderr)
+        failed += len(result.failed)
+    if failed:
+        print(f"coldbench: error: {failed} file(s) not fetched; nothing partial was kept", file=sys.stderr)
+        return 1
     return 0

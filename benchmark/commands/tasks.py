@@ -1,61 +1,97 @@
-"""``coldbench tasks build | list | show``: task specs and their split artifacts."""
+"""``coldbench tasks build | list | show``: task specs and their split artifacts.
+
+Specs are found on the search path (``tasks.search``): the package, ``$COLDBENCH_SPECS`` and each
+``--specs DIR``. A spec file that fails validation is reported with its path and reason and left out; the
+other tasks list and build as usual.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from benchmark.cli import UsageError
-from tasks import artifact
-from tasks.catalog import resolve_data_dir
+from benchmark.metrics import METRICS
+from benchmark.verify import check_manifest
+from tasks import artifact, search
+from tasks.catalog import registry, resolve_data_dir
 from tasks.schema import DataError
-from tasks.spec import all_specs, get_spec
+from tasks.spec import SpecSet, TaskSpec, find_specs, set_known_metrics
+
+SPECS_HELP = (
+    f"a folder of task TOMLs (and data-set TOMLs in its datasets/); repeatable; adds to ${search.SPECS_ENV}"
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    set_known_metrics(METRICS)  # tasks never imports benchmark: name the known metrics for spec validation
     parser = sub.add_parser("tasks", help="build, list and show cold-start tasks")
     verbs = parser.add_subparsers(dest="verb", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--specs", action="append", default=[], metavar="DIR", help=SPECS_HELP)
+    common.add_argument("--out", type=Path, default=None, help="artifact root (default: the cache)")
 
-    build = verbs.add_parser("build", help="build split artifacts (reused when they verify)")
+    build = verbs.add_parser(
+        "build", parents=[common], help="build split artifacts (reused when they verify)"
+    )
     build.add_argument("ids", nargs="*", help="task ids (or --all)")
-    build.add_argument("--all", action="store_true", help="every task in tasks/specs")
+    build.add_argument("--all", action="store_true", help="every valid task on the search path")
     build.add_argument("--data-dir", help="data root (default: $COLDBENCH_DATA)")
-    build.add_argument("--out", type=Path, default=None, help="artifact root (default: the cache)")
     build.add_argument("--force", action="store_true", help="rebuild even when an artifact verifies")
+    build.add_argument(
+        "--revision", default=None, help="hub data sets: the commit (or branch) to read (default: the TOML's)"
+    )
     build.set_defaults(func=_build)
 
-    listing = verbs.add_parser("list", help="tasks with their counts (from built artifacts)")
-    listing.add_argument("--out", type=Path, default=None, help="artifact root (default: the cache)")
+    listing = verbs.add_parser(
+        "list", parents=[common], help="tasks with their counts (from built artifacts)"
+    )
     listing.add_argument("--format", choices=("table", "json"), default="table")
     listing.set_defaults(func=_list)
 
-    show = verbs.add_parser("show", help="one task's spec and manifest")
+    show = verbs.add_parser("show", parents=[common], help="one task's spec and manifest")
     show.add_argument("id")
-    show.add_argument("--out", type=Path, default=None, help="artifact root (default: the cache)")
     show.set_defaults(func=_show)
 
 
+def load_specs(args: argparse.Namespace) -> SpecSet:
+    """The search path with this command's ``--specs`` folders added (workers inherit them)."""
+    search.use_spec_dirs(args.specs)
+    return find_specs()
+
+
+def report_invalid(found: SpecSet) -> None:
+    """One line per spec or data-set file that was left out, naming it and why (stderr: JSON stays clean)."""
+    for problem in [*registry().errors.values(), *found.errors.values()]:
+        print(f"coldbench: skipped: {' '.join(problem.split())}", file=sys.stderr)
+
+
 def _build(args: argparse.Namespace) -> int:
-    specs = all_specs()
+    found = load_specs(args)
     if args.all == bool(args.ids):
         raise UsageError("give task ids or --all (not both)")
-    ids = list(specs) if args.all else args.ids
-    chosen = [specs[i] if i in specs else get_spec(i) for i in ids]
+    chosen = list(found.specs.values()) if args.all else [found.get(i) for i in args.ids]
     data_dir = resolve_data_dir(args.data_dir)
     out = args.out or artifact.default_task_dir()
     started = time.perf_counter()
     for spec in chosen:
-        manifest = artifact.build(spec, data_dir, out, force=args.force)
+        manifest = artifact.build(spec, data_dir, out, force=args.force, revision=args.revision)
         print(f"{spec.id}\t{manifest['split_hash'][:16]}\t{out / spec.id}")
     print(f"built {len(chosen)} task(s) in {time.perf_counter() - started:.1f}s")
+    if args.all and found.errors:
+        report_invalid(found)
+        print(f"coldbench: error: {len(found.errors)} spec file(s) could not be built", file=sys.stderr)
+        return 1
     return 0
 
 
-def _summary(spec, out: Path) -> dict:
+def _summary(spec: TaskSpec, out: Path, origin: str) -> dict:
     row = {
         "id": spec.id,
+        "origin": origin,
         "family": spec.family,
         "source": list(spec.source),
         "target": spec.target,
@@ -70,7 +106,7 @@ def _summary(spec, out: Path) -> dict:
     }
     manifest_path = out / spec.id / artifact.MANIFEST
     if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
+        manifest = check_manifest(out / spec.id)
         counts = manifest["counts"]
         row["audit"] = _audit_cell(manifest.get("audit"))
         row |= {
@@ -99,16 +135,24 @@ def _audit_cell(report: dict | None) -> str:
     return ", ".join(problems)
 
 
+def _origin(path: Path) -> str:
+    """``package`` for the package's own specs, else the folder the file came from."""
+    return search.PACKAGE if path.parent.resolve() == search.PACKAGE_TASKS.resolve() else str(path.parent)
+
+
 def _list(args: argparse.Namespace) -> int:
+    found = load_specs(args)
     out = args.out or artifact.default_task_dir()
-    rows = [_summary(spec, out) for spec in all_specs().values()]
+    rows = [_summary(spec, out, _origin(found.origins[spec.id])) for spec in found.specs.values()]
+    report_invalid(found)
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
     width = max(len(r["id"]) for r in rows) if rows else 2
+    targets = max([len(r["target"]) for r in rows] + [6])
     print(
         f"{'id':{width}} {'fam':3} {'K':>2} {'beta':>5} {'train':>8} {'cold':>6} {'query':>7} {'ranked':6}"
-        f" {'audit':24} target"
+        f" {'audit':24} {'target':{targets}} from"
     )
     for r in rows:
         beta = "" if r["beta"] is None else f"{r['beta']:.2f}"
@@ -116,7 +160,8 @@ def _list(args: argparse.Namespace) -> int:
         print(
             f"{r['id']:{width}} {r['family']:3} {r['k']:>2} {beta:>5}"
             f" {cells[0]:>8} {cells[1]:>6} {cells[2]:>7}"
-            f" {'yes' if r['ranked'] else 'no':6} {r['audit'] or '-':24} {r['target']}"
+            f" {'yes' if r['ranked'] else 'no':6} {r['audit'] or '-':24}"
+            f" {r['target']:{targets}} {r['origin']}"
         )
     if any(r["train_rows"] is None for r in rows):
         print("(counts appear once a task is built: coldbench tasks build --all)")
@@ -124,11 +169,13 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    spec = get_spec(args.id)
+    found = load_specs(args)
+    spec = found.get(args.id)
     out = args.out or artifact.default_task_dir()
     try:
         manifest = artifact.verify(out / spec.id)
     except DataError:
         manifest = None
-    print(json.dumps({"spec": spec.to_dict(), "manifest": manifest}, indent=2))
+    origin = str(found.origins[spec.id])
+    print(json.dumps({"spec": spec.to_dict(), "origin": origin, "manifest": manifest}, indent=2))
     return 0

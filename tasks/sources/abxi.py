@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.schema import DataError, canonical
-from tasks.sources.text import read_bytes, to_int
+from tasks.sources.text import int_problem, read_bytes, to_int
 
 
 def _load_map(path: Path) -> dict:
@@ -26,6 +26,9 @@ def _load_map(path: Path) -> dict:
         raise DataError(f"{path}: not a JSON object ({exc})") from exc
     if not isinstance(mapping, dict) or not mapping:
         raise DataError(f"{path}: expected a non-empty JSON object")
+    blank = [k for k in mapping if not k.strip()]
+    if blank:
+        raise DataError(f"{path}: key {blank[0]!r} is an empty ID")
     return mapping
 
 
@@ -99,7 +102,9 @@ def to_int_lines(column: pa.Array, path: Path, field: str, lines: np.ndarray) ->
     except DataError:
         ok = pc.match_substring_regex(column, r"^\d{1,18}$").to_numpy(zero_copy_only=False)
         i = int(np.argmax(~ok))
-        raise DataError(f"{path} line {lines[i]}: {field} {column[i].as_py()!r} is not an integer") from None
+        raise DataError(
+            f"{path} line {lines[i]}: {int_problem(column[i].as_py(), field, 'is not an integer')}"
+        ) from None
 
 
 def _ids(values: np.ndarray, table: np.ndarray, path: Path, lines: np.ndarray, what: str) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Amazon Reviews 2023 (Hou et al., 2024) from the Hugging Face hub, read through the ``datasets`` library.
 
-Hub repository ``McAuley-Lab/Amazon-Reviews-2023`` at the pinned ``REVISION``; per category two file kinds:
+Hub repository ``McAuley-Lab/Amazon-Reviews-2023``; per category two file kinds:
 
 - ``rating_only`` (default): ``benchmark/<core>/rating_only/<Category>.csv``, header
   ``user_id,parent_asin,rating,timestamp``; ``core`` is ``5core`` (default) or ``0core``.
@@ -9,9 +9,14 @@ Hub repository ``McAuley-Lab/Amazon-Reviews-2023`` at the pinned ``REVISION``; p
 ``timestamp`` is in milliseconds and becomes ``ts`` in whole seconds (floor); the item is ``parent_asin``, so
 variants of one product are one item. Files are read by the packaged ``csv`` / ``json`` builders of
 ``datasets`` from explicit ``data_files``: the repository's loading script is never run and remote code is
-never enabled, so only data is downloaded.
+never enabled, so only data is downloaded. Rows stay in Arrow (``read_category_arrow``) until the caller has
+filtered them, so a category of tens of millions of ratings never becomes Python objects.
 
-With internet access, choose categories by their hub names (``CATEGORIES``)::
+The revision is the hub's ``main`` branch unless a commit hash is given; ``resolve_revision`` asks the hub
+which commit that is, so that a task can record it and read every category at that one commit. The
+categories a task may use are declared in ``tasks/datasets/amazon-reviews-2023.toml``.
+
+With internet access, choose categories by their hub names::
 
     from tasks.sources import hub2023
     table, removed = hub2023.load_categories(["Books", "Movies_and_TV"])        # 5-core ratings
@@ -37,24 +42,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.schema import DataError, canonical, check_ratings, deduplicate
+from tasks.schema import ARROW_SCHEMA, DataError, canonical, check_ratings, deduplicate
 from tasks.sources.reviews_json import JsonFields, bad_line_error, first_invalid_row
 from tasks.sources.text import require_file, require_values, to_float, to_int
 
 REPOSITORY = "McAuley-Lab/Amazon-Reviews-2023"
-REVISION = "b032d9bd3a9f3255289e1df484d0ee1da9533946"  # after the rating-only CSVs gained their header line
+DEFAULT_REVISION = "main"
+COMMIT = re.compile(r"[0-9a-f]{40}")
 KINDS = ("rating_only", "reviews")
 CORES = ("5core", "0core")
-CATEGORIES = (
-    "All_Beauty", "Amazon_Fashion", "Appliances", "Arts_Crafts_and_Sewing", "Automotive", "Baby_Products",
-    "Beauty_and_Personal_Care", "Books", "CDs_and_Vinyl", "Cell_Phones_and_Accessories",
-    "Clothing_Shoes_and_Jewelry", "Digital_Music", "Electronics", "Gift_Cards", "Grocery_and_Gourmet_Food",
-    "Handmade_Products", "Health_and_Household", "Health_and_Personal_Care", "Home_and_Kitchen",
-    "Industrial_and_Scientific", "Kindle_Store", "Magazine_Subscriptions", "Movies_and_TV",
-    "Musical_Instruments", "Office_Products", "Patio_Lawn_and_Garden", "Pet_Supplies", "Software",
-    "Sports_and_Outdoors", "Subscription_Boxes", "Tools_and_Home_Improvement", "Toys_and_Games",
-    "Video_Games", "Unknown",
-)  # fmt: skip
 FIELDS = JsonFields(user="user_id", item="parent_asin", rating="rating", ts="timestamp")
 CSV_COLUMNS = [FIELDS.user, FIELDS.item, FIELDS.rating, FIELDS.ts]
 STRING_FEATURES = datasets.Features({c: datasets.Value("string") for c in CSV_COLUMNS})
@@ -65,15 +61,41 @@ def hub_path(category: str, kind: str = "rating_only", core: str = "5core") -> s
     """The file of ``category`` inside the hub repository."""
     if kind not in KINDS or core not in CORES:
         raise DataError(f"unknown kind {kind!r} or core {core!r}; expected kind in {KINDS}, core in {CORES}")
-    if category not in CATEGORIES:
-        raise DataError(f"unknown Amazon Reviews 2023 category {category!r}; known: {', '.join(CATEGORIES)}")
+    if not re.fullmatch(r"[A-Za-z0-9_]+", category):
+        raise DataError(f"{category!r} is not an Amazon Reviews 2023 category name (letters, digits, _)")
     if kind == "reviews":
         return f"raw/review_categories/{category}.jsonl"
     return f"benchmark/{core}/rating_only/{category}.csv"
 
 
-def hub_url(category: str, kind: str = "rating_only", core: str = "5core", revision: str = REVISION) -> str:
-    return f"hf://datasets/{REPOSITORY}@{revision}/{hub_path(category, kind, core)}"
+def file_url(path: str, revision: str = DEFAULT_REVISION, repository: str = REPOSITORY) -> str:
+    """The ``hf://`` URL of a file of the hub repository at ``revision`` (branch, tag or commit)."""
+    return f"hf://datasets/{repository}@{revision}/{path}"
+
+
+def hub_url(
+    category: str, kind: str = "rating_only", core: str = "5core", revision: str = DEFAULT_REVISION
+) -> str:
+    return file_url(hub_path(category, kind, core), revision)
+
+
+def resolve_revision(revision: str = DEFAULT_REVISION, repository: str = REPOSITORY) -> str | None:
+    """The commit hash the hub resolves ``revision`` to; a full hash is its own answer.
+
+    None when the hub cannot be asked (offline, no network, unknown revision): the caller records null and
+    the read that follows reports the real problem.
+    """
+    if COMMIT.fullmatch(revision):
+        return revision
+    if _offline():
+        return None
+    try:
+        from huggingface_hub import HfApi
+
+        sha = HfApi().dataset_info(repository, revision=revision).sha
+    except Exception:  # any failure to ask leaves the revision unresolved, see above
+        return None
+    return sha if isinstance(sha, str) and COMMIT.fullmatch(sha) else None
 
 
 def load_categories(
@@ -82,7 +104,7 @@ def load_categories(
     core: str = "5core",
     data_files: Mapping[str, str | Path] | None = None,
     cache_dir: str | Path | None = None,
-    revision: str = REVISION,
+    revision: str = DEFAULT_REVISION,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Canonical interactions of ``categories`` (domain = category), deduplicated by the one rule.
 
@@ -104,7 +126,7 @@ def read_category(
     core: str = "5core",
     data_files: Mapping[str, str | Path] | None = None,
     cache_dir: str | Path | None = None,
-    revision: str = REVISION,
+    revision: str = DEFAULT_REVISION,
 ) -> pd.DataFrame:
     """One category's rows as a canonical table (duplicates kept)."""
     if data_files is not None:
@@ -113,6 +135,11 @@ def read_category(
         source = str(data_files[category])
     else:
         source = hub_url(category, kind, core, revision)
+    return canonical(read_category_arrow(category, source, cache_dir).to_pandas())
+
+
+def read_category_arrow(category: str, source: str, cache_dir: str | Path | None = None) -> pa.Table:
+    """The rows of one file (local path or ``hf://`` URL) as a canonical Arrow table, duplicates kept."""
     remote = "://" in source
     if not remote:
         require_file(Path(source), HINT)
@@ -176,7 +203,7 @@ def _describe(cause: BaseException, source: str, remote: bool) -> DataError:
     return DataError(f"{source}: cannot read ({type(cause).__name__}: {text})")
 
 
-def _from_csv(table: pa.Table, source: str, category: str) -> pd.DataFrame:
+def _from_csv(table: pa.Table, source: str, category: str) -> pa.Table:
     present = np.zeros(table.num_rows, dtype=bool)
     for name in CSV_COLUMNS:
         present |= pc.fill_null(pc.not_equal(table[name], ""), False).to_numpy(zero_copy_only=False)
@@ -191,7 +218,7 @@ def _from_csv(table: pa.Table, source: str, category: str) -> pd.DataFrame:
     return _canonical(table, rating, ts_ms, category)
 
 
-def _from_json(table: pa.Table, source: str, category: str, remote: bool) -> pd.DataFrame:
+def _from_json(table: pa.Table, source: str, category: str, remote: bool) -> pa.Table:
     missing = [c for c in CSV_COLUMNS if c not in table.column_names]
     if missing:
         raise DataError(f"{source}: no line has the field(s) {missing}; expected {CSV_COLUMNS}")
@@ -211,15 +238,19 @@ def _from_json(table: pa.Table, source: str, category: str, remote: bool) -> pd.
     return _canonical(typed, rating, typed[FIELDS.ts].to_numpy(zero_copy_only=False), category)
 
 
-def _canonical(table: pa.Table, rating: np.ndarray, ts_ms: np.ndarray, category: str) -> pd.DataFrame:
-    return canonical(
-        pd.DataFrame(
-            {
-                "domain": category,
-                "user": table[FIELDS.user].to_numpy(zero_copy_only=False),
-                "item": table[FIELDS.item].to_numpy(zero_copy_only=False),
-                "rating": rating,
-                "ts": ts_ms // 1000,
-            }
-        )
+def _canonical(table: pa.Table, rating: np.ndarray, ts_ms: np.ndarray, category: str) -> pa.Table:
+    """Canonical columns in Arrow: IDs stay Arrow strings (no Python object per row)."""
+    return pa.table(
+        [
+            pa.repeat(category, table.num_rows),
+            _strings(table[FIELDS.user]),
+            _strings(table[FIELDS.item]),
+            pa.array(rating, type=pa.float64()),
+            pa.array(np.floor_divide(ts_ms, 1000), type=pa.int64()),
+        ],
+        schema=ARROW_SCHEMA,
     )
+
+
+def _strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    return column if column.type == pa.string() else pc.cast(column, pa.string())

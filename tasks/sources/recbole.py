@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.schema import DataError, canonical, check_ratings
-from tasks.sources.text import read_bytes, read_delimited, to_float, to_int
+from tasks.sources.text import read_bytes, read_delimited, require_values, to_float, to_int
 
 FIELDS = {"user_id": "user", "item_id": "item", "rating": "rating", "timestamp": "ts"}
 
@@ -27,6 +27,7 @@ def read_inter(path: Path, domain: str) -> pd.DataFrame:
             f" and optionally rating, timestamp"
         )
     table = read_delimited(path, names, "\t", header=True)
+    require_values(table, ["user_id", "item_id"], path, 1)
     n = table.num_rows
     rating = to_float(table["rating"], path, "rating", 1) if "rating" in names else np.full(n, np.nan)
     check_ratings(rating, str(path), np.arange(n) + 2)

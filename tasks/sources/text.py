@@ -132,8 +132,18 @@ def to_int(column: pa.ChunkedArray | pa.Array, path: Path, field: str, offset: i
     if not ok.all():
         strings = column.to_numpy(zero_copy_only=False)
         line = first_line(~ok, offset)
-        raise DataError(f"{path} line {line}: {field} {str(strings[~ok][0])!r} is not a non-negative integer")
+        raise DataError(f"{path} line {line}: {int_problem(str(strings[~ok][0]), field)}")
     return pc.cast(pc.utf8_trim_whitespace(column), pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def int_problem(text: str, field: str, otherwise: str = "is not a non-negative integer") -> str:
+    """What is wrong with ``text`` as a non-negative integer ``field``: say so when it is negative or long."""
+    value = text.strip()
+    if value.startswith("-") and value[1:].isdigit():
+        return f"{field} {text!r} is not a non-negative integer (it is negative)"
+    if value.isdigit():
+        return f"{field} {text!r} is not a non-negative integer (more than 18 digits)"
+    return f"{field} {text!r} {otherwise}"
 
 
 def require_values(table: pa.Table, names: list[str], path: Path, offset: int) -> None:
