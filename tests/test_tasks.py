@@ -475,3 +475,17 @@ def test_every_package_spec_is_valid_with_the_known_metrics_and_aliases_resolve(
         _edit(_edit(R_SPEC, 'target = "Movies_and_TV"', 'target = "movies"'), '["Books"]', '["books"]')
     )
     assert load_spec_file(path) == SPECS["R-books2movies-b20-k3"]
+
+
+def test_tasks_show_prints_the_audit_for_a_reader_and_json_on_request(
+    built: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmark.cli import main
+
+    assert main(["tasks", "show", "C-cloth-published", "--out", str(built)]) == 0
+    text = capsys.readouterr().out
+    assert "reported, not ranked" in text and "Sports_and_Outdoors -> Clothing_Shoes_and_Jewelry" in text
+    assert "query: 442 of 3,085 pairs touched (14.33%)" in text
+    assert main(["tasks", "show", "C-cloth", "--out", str(built), "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["manifest"]["audit"]["passed"] and shown["spec"]["ranked"]

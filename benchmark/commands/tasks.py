@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     show = verbs.add_parser("show", parents=[common], help="one task's spec and manifest")
     show.add_argument("id")
+    show.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
     show.set_defaults(func=_show)
 
 
@@ -177,5 +178,43 @@ def _show(args: argparse.Namespace) -> int:
     except DataError:
         manifest = None
     origin = str(found.origins[spec.id])
-    print(json.dumps({"spec": spec.to_dict(), "origin": origin, "manifest": manifest}, indent=2))
+    if args.format == "json":
+        print(json.dumps({"spec": spec.to_dict(), "origin": origin, "manifest": manifest}, indent=2))
+        return 0
+    print("\n".join(_describe(spec, origin, manifest)))
     return 0
+
+
+def _describe(spec, origin: str, manifest: dict | None) -> list[str]:
+    """A task for a reader: what it asks, where it comes from, its counts and its leak audit."""
+    beta = "" if spec.beta is None else f", beta {spec.beta:g}"
+    lines = [
+        f"{spec.id} (family {spec.family}, {'ranked' if spec.ranked else 'reported, not ranked'})",
+        f"  {', '.join(spec.source)} -> {spec.target}; K = {spec.k}{beta}; data set {spec.dataset}",
+        f"  spec: {origin}",
+        f"  cleaning rules: {', '.join(f'{k} = {v}' for k, v in sorted(spec.clean.items())) or 'none'}",
+    ]
+    if manifest is None:
+        return [*lines, "  not built yet: coldbench tasks build " + spec.id]
+    counts = manifest["counts"]
+    lines += [
+        f"  split hash {manifest['split_hash']}",
+        "  counts: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()),
+    ]
+    if manifest.get("cleaning"):
+        lines.append(
+            "  removed by cleaning: " + ", ".join(f"{k} {v:,}" for k, v in manifest["cleaning"].items())
+        )
+    report = manifest.get("audit")
+    if report:
+        lines.append(f"  audit: {_audit_cell(report)}; {report['duplicate_pairs']:,} duplicate products")
+        for name in ("query", "valid_query"):
+            part = report[name]
+            lines.append(
+                f"    {name}: {part['touched_pairs']:,} of {part['pairs']:,} pairs touched "
+                f"({100 * part['touched_share']:.2f}%), {part['touched_users']:,} of {part['users']:,} users"
+            )
+        lines.append(f"    validation/test user overlap: {report['valid_test_user_overlap']:,}")
+        for key, value in (report.get("look_ahead") or {}).items():
+            lines.append(f"    {key.replace('_', ' ')}: {value:,}")
+    return lines
