@@ -424,9 +424,7 @@ class Method:
 
     def train_flops_estimate(self, examples_used: int) -> float:
         """The record's FLOPs: ``train_flops()`` if declared, else ``flops_per_example() x examples_used``."""
-        declared: Any = self.train_flops
-        if callable(declared):  # else a subclass stored the figure in an attribute of the same name
-            declared = declared()
+        declared = self.train_flops()
         return float(declared) if declared is not None else self.flops_per_example() * examples_used
 
     def flops_per_example(self) -> float:

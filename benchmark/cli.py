@@ -26,6 +26,19 @@ class UsageError(Exception):
     """A wrong command-line value; printed as one line, exit status 2."""
 
 
+def add_specs_option(parser: argparse.ArgumentParser) -> None:
+    """``--specs DIR`` (repeatable): the one way every command extends the spec search path."""
+    from tasks.search import SPECS_ENV
+
+    parser.add_argument(
+        "--specs",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help=f"a folder of task TOMLs (data-set TOMLs in its datasets/); repeatable; adds to ${SPECS_ENV}",
+    )
+
+
 def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
     """``allow_abbrev=False`` on the parser and every sub-parser below it (read at parse time)."""
     parser.allow_abbrev = False

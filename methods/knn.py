@@ -136,18 +136,15 @@ def grid(config: dict[str, Any], keys: tuple[str, ...]) -> Iterator[dict[str, An
 class ClassicalMethod(Method):
     """A CPU method without gradients: selection on validation, declared FLOPs, a popularity tie-break.
 
-    ``flops`` counts matrix products as they run; ``finish_fit`` freezes it into ``train_flops``, the cost of
-    ``fit`` with its validation passes (predictions for test users come after). The runner's estimate
-    is ``flops_per_example() * view.examples_used``, so ``flops_per_example`` spreads ``train_flops`` over
-    the examples charged during fit (the one read of each domain's history), and the product gives back
-    ``train_flops``.
+    ``flops`` counts matrix products as they run; ``finish_fit`` freezes it as the cost of ``fit`` with its
+    validation passes (predictions for test users come after), which ``train_flops()`` declares to the
+    runner.
     """
 
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
         super().__init__(config, seed, "cpu")  # sparse CPU algebra only; a GPU would not help
         self.flops = 0.0
-        self.train_flops = 0.0
-        self.examples_read = 0
+        self.fit_flops = 0.0
         self.validation_score: float | None = None
         self.selected: dict[str, Any] = {}
         self.trials = 0  # configurations validated (a record's ``method.trials``)
@@ -181,11 +178,10 @@ class ClassicalMethod(Method):
         self.popularity = TIE_BREAK * counts / max(counts.max(initial=0.0), 1.0)
 
     def finish_fit(self, view: TrainView) -> None:
-        self.train_flops = self.flops
-        self.examples_read = view.examples_used
+        self.fit_flops = self.flops
 
-    def flops_per_example(self) -> float:
-        return self.train_flops / max(self.examples_read, 1)
+    def train_flops(self) -> float | None:
+        return self.fit_flops
 
     def modules(self) -> list[torch.nn.Module]:
         return []

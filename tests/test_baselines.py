@@ -109,7 +109,8 @@ def test_each_baseline_beats_its_floor_on_planted_cross_domain_tastes(name: str,
         assert score > floor + 0.1, (score, floor)
     assert view.examples_used == view.n_train  # each domain read once, whatever the grid size
     assert method.selected and method.validation_score is not None
-    assert method.train_flops > 0 and method.flops_per_example() > 0
+    flops = method.train_flops()
+    assert flops is not None and flops > 0 and method.train_flops_estimate(view.examples_used) == flops
 
 
 def rows_of(user, item, rating, domain) -> TrainRows:

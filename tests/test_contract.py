@@ -202,9 +202,3 @@ def test_a_method_may_declare_its_training_flops() -> None:
     plain = load_method("cmf")(load_method("cmf").default_config("R"), 0)
     assert plain.train_flops() is None
     assert plain.train_flops_estimate(10) == 10 * plain.flops_per_example()
-
-
-def test_a_flops_figure_stored_as_an_attribute_is_read_too() -> None:
-    method = DeclaresFlops({}, 0)
-    method.train_flops = 99.0  # type: ignore[method-assign]
-    assert method.train_flops_estimate(10**6) == 99.0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmark.cli import UsageError
+from benchmark.cli import UsageError, add_specs_option
 
 
 def non_negative_int(text: str) -> int:
@@ -70,9 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--wandb", action="store_true", help="log each finished run to wandb")
     parser.add_argument("--wandb-project", default="coldbench")
     parser.add_argument("--data-dir", help="data root (default: $COLDBENCH_DATA)")
-    parser.add_argument(
-        "--specs", action="append", default=[], metavar="DIR", help="extra folder of task TOMLs (repeatable)"
-    )
+    add_specs_option(parser)
     parser.add_argument(
         "--tasks-dir", type=Path, default=None, help="task artifact root (default: the cache)"
     )

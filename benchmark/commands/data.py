@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from benchmark.cli import add_specs_option
 from tasks import fetch, search
 from tasks.catalog import DATA_ENV, HINT, Dataset, load, registry, resolve_data_dir
 from tasks.checksums import SUMS_FILE, read_sums, verify
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("--data-dir", default=None, help=data_dir_help)
     info.add_argument("--format", choices=("table", "json"), default="table")
     info.add_argument("datasets", nargs="*", metavar="DATASET", help="data sets (default: every local one)")
-    info.add_argument("--specs", action="append", default=[], metavar="DIR", help=SPECS_HELP)
+    add_specs_option(info)
     info.set_defaults(func=run_info)
 
     get = commands.add_parser(
@@ -47,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     get.add_argument("--data-dir", default=None, help="data root to fill (default: $COLDBENCH_DATA; created)")
     get.add_argument("--base-url", default=fetch.RAW_GITHUB, help="where <repo>/<commit>/<path> is served")
-    get.add_argument("--specs", action="append", default=[], metavar="DIR", help=SPECS_HELP)
+    add_specs_option(get)
     get.set_defaults(func=run_fetch)
 
 
@@ -65,9 +66,6 @@ def run_verify(args: argparse.Namespace) -> int:
         return 1
     print(f"{total} files match {root / SUMS_FILE}")
     return 0
-
-
-SPECS_HELP = "a folder whose datasets/ holds data-set TOMLs; repeatable"
 
 
 def chosen(names: list[str]) -> list[Dataset]:

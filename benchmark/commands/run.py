@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from benchmark.cli import UsageError
+from benchmark.cli import UsageError, add_specs_option
 from benchmark.commands.bench import non_negative_int
 from tasks.catalog import resolve_data_dir
 
@@ -33,9 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-predictions", action="store_true")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda where torch sees a GPU")
     parser.add_argument("--data-dir", help="data root (default: $COLDBENCH_DATA)")
-    parser.add_argument(
-        "--specs", action="append", default=[], metavar="DIR", help="extra folder of task TOMLs (repeatable)"
-    )
+    add_specs_option(parser)
     parser.add_argument(
         "--tasks-dir", type=Path, default=None, help="task artifact root (default: the cache)"
     )

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark.cli import UsageError
+from benchmark.cli import UsageError, add_specs_option
 from benchmark.metrics import METRICS
 from benchmark.verify import check_manifest
 from tasks import artifact, search
@@ -21,17 +21,13 @@ from tasks.catalog import registry, resolve_data_dir
 from tasks.schema import DataError
 from tasks.spec import SpecSet, TaskSpec, find_specs, set_known_metrics
 
-SPECS_HELP = (
-    f"a folder of task TOMLs (and data-set TOMLs in its datasets/); repeatable; adds to ${search.SPECS_ENV}"
-)
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     set_known_metrics(METRICS)  # tasks never imports benchmark: name the known metrics for spec validation
     parser = sub.add_parser("tasks", help="build, list and show cold-start tasks")
     verbs = parser.add_subparsers(dest="verb", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--specs", action="append", default=[], metavar="DIR", help=SPECS_HELP)
+    add_specs_option(common)
     common.add_argument("--out", type=Path, default=None, help="artifact root (default: the cache)")
 
     build = verbs.add_parser(
