@@ -15,13 +15,15 @@ from __future__ import annotations
 import inspect
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+
+from benchmark.protocols import FAMILIES
 
 __all__ = [
     "Budget",
@@ -32,8 +34,6 @@ __all__ = [
     "Method",
     "TrainView",
 ]
-
-FAMILIES = ("R", "L", "C")
 
 
 class BudgetExceeded(RuntimeError):
@@ -369,10 +369,11 @@ class TrainView:
     def validate(self, predict: Callable[[ColdBatch], np.ndarray]) -> float:
         """Score ``predict`` on the validation cold users; higher is better.
 
-        The score is the metric the family is ranked by on the leaderboard, so that early stopping and every
-        in-fit choice optimize what is ranked: family R returns minus ``user_mae`` (each validation user's
-        MAE, averaged over users), families L and C the ``ndcg@10`` of the full ranking, averaged over
-        users. Both are computed by the harness.
+        The score is the metric the family is ranked by on the leaderboard (its declared ``rank_metric``,
+        ``benchmark.protocols.selection_score``), so that early stopping and every in-fit choice optimize
+        what is ranked: family R returns minus ``user_mae`` (each validation user's MAE, averaged over
+        users), families L and C the ``ndcg@10`` of the full ranking, averaged over users. Both are computed
+        by the harness.
         """
         return self._validator(predict)
 
@@ -380,12 +381,13 @@ class TrainView:
 class Method:
     """Base class of every method. Subclasses set the class attributes and implement ``fit`` and ``predict``.
 
-    ``families``: the task families the method supports. ``summary``: one line for listings. ``paper``: the
-    reference. Default hyper-parameters live in a TOML file next to the module (``<module>.toml``) with one
-    table per family (``[R]``, ``[L]``, ``[C]``) over an optional ``[default]`` table.
+    ``families``: the task families the method supports (default: every registered family,
+    ``benchmark.protocols.FAMILIES``). ``summary``: one line for listings. ``paper``: the reference. Default
+    hyper-parameters live in a TOML file next to the module (``<module>.toml``) with one table per family
+    (``[R]``, ``[L]``, ``[C]``) over an optional ``[default]`` table.
     """
 
-    families: ClassVar[tuple[str, ...]] = FAMILIES
+    families: ClassVar[Sequence[str]] = FAMILIES
     summary: ClassVar[str] = ""
     paper: ClassVar[str] = ""
 

@@ -39,10 +39,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from benchmark.executors import Event, Interrupted, Report, Supervisor
+from benchmark.executors import Event, Executor, Interrupted, ProcessExecutor, Report
 from benchmark.records import Code, RecordError, RunRecord, record_path, write_record
 from benchmark.registry import Provenance, RegistryError, load_method, provenance, registration, registrations
-from benchmark.seeding import available_cpus, threads_per_worker
+from benchmark.seeding import threads_per_worker
 from benchmark.suite import Cell, Suite, cells
 from benchmark.verify import verify_record
 from tasks import artifact
@@ -68,6 +68,12 @@ class CellJob:
     save_predictions: bool = False
     device: str = "cpu"
     command: str | None = None
+    variant: str = ""  # the record identity's configuration part (``runner.cell_config``)
+
+    @property
+    def record(self) -> Path:
+        """Where this cell's record goes."""
+        return record_path(self.results, self.cell.task, self.cell.method, self.cell.seed, self.variant)
 
 
 @dataclass(frozen=True)
@@ -158,8 +164,7 @@ def run_job(job: CellJob, report: Report | None = None) -> CellDone:
         if hooks.template is None:  # before the method started: nothing to record, re-run next time
             return CellDone("crashed", seconds, describe(exc), runner.LOADS[0])
         error = f"{describe(exc)}\n{traceback.format_exc(limit=6)}"
-        path = record_path(job.results, job.cell.task, job.cell.method, job.cell.seed)
-        write_record(stopped_record(hooks.template, "failed", error, seconds), path)
+        write_record(stopped_record(hooks.template, "failed", error, seconds), job.record)
         return CellDone("failed", seconds, describe(exc), runner.LOADS[0])
     record = result.record
     return CellDone(record.status, time.perf_counter() - start, _first_line(record.error), runner.LOADS[0])
@@ -177,14 +182,15 @@ def settle(event: Event) -> CellDone:
     else:
         where = "while the method ran" if event.phase == "method" else "after the method returned"
         status, error = "failed", f"worker process {event.reason} {where}"
-    path = record_path(job.results, job.cell.task, job.cell.method, job.cell.seed)
-    write_record(stopped_record(event.info, status, error, event.seconds), path)
+    write_record(stopped_record(event.info, status, error, event.seconds), job.record)
     return CellDone(status, event.seconds, error)
 
 
-def run_jobs(jobs_list: list[CellJob], jobs: int, threads: int | None) -> Iterator[tuple[CellJob, CellDone]]:
+def run_jobs(
+    jobs_list: list[CellJob], jobs: int, threads: int | None, executor: Executor | None = None
+) -> Iterator[tuple[CellJob, CellDone]]:
     """Each job's outcome, as it finishes, from ``jobs`` supervised workers."""
-    supervisor = Supervisor(run_job, jobs, threads)
+    supervisor = (executor or ProcessExecutor()).supervisor(run_job, jobs, threads)
     with contextlib.closing(supervisor.run(chunked(jobs_list, jobs))) as events:
         for event in events:
             yield event.job, settle(event)
@@ -214,25 +220,25 @@ class DoneCheck:
     ) -> None:
         self.results, self.code, self.retry_failed = results, code, retry_failed
         self.overrides, self.rerun = overrides or {}, rerun
-        self._expected: dict[tuple[str, str], tuple[str, Provenance, int | None]] = {}
+        self._expected: dict[tuple[str, str], tuple[str, Provenance, int | None, str]] = {}
         self.rejected: list[str] = []  # records present but not verified: why (they are re-run)
 
-    def expected(self, method: str, family: str, task: str) -> tuple[str, Provenance, int | None]:
-        """The config hash a current record has (the tuned one where it exists), its code, its trials."""
-        from benchmark.runner import config_hash, resolve_config
-        from benchmark.tuning import tuned_config
+    def expected(self, method: str, task: str) -> tuple[str, Provenance, int | None, str]:
+        """A current record's config hash (``runner.cell_config``: tuned where it exists), code, trials and
+        variant."""
+        from benchmark.runner import cell_config, config_hash
 
         key = (method, task)
         if key not in self._expected:
             cls = load_method(method)
-            found = None if self.overrides else tuned_config(method, task)
-            config = config_hash(resolve_config(cls, family, found[0] if found else self.overrides))
+            chosen = cell_config(method, cls, get_spec(task), self.overrides)
             code = provenance(method, registration(method).target, cls)
-            self._expected[key] = (config, code, found[1] if found else None)
+            self._expected[key] = (config_hash(chosen.config), code, chosen.trials, chosen.variant)
         return self._expected[key]
 
     def __call__(self, cell: Cell, split_hash: str) -> bool:
-        path = record_path(self.results, cell.task, cell.method, cell.seed)
+        config, code, trials, variant = self.expected(cell.method, cell.task)
+        path = record_path(self.results, cell.task, cell.method, cell.seed, variant)
         if self.rerun or not path.is_file():
             return False
         try:
@@ -240,16 +246,24 @@ class DoneCheck:
         except RecordError as exc:
             self.rejected.append(str(exc))
             return False
-        config, code, trials = self.expected(cell.method, record.task.family, cell.task)
-        return (
+        current = (
             record.task.split_hash == split_hash
             and record.method.config_hash == config
-            and (trials is None or record.method.trials == trials)
             and record.seed == cell.seed
             and record.code.version == self.code.version
             and same_method_code(record, code)
             and not (self.retry_failed and record.status == "failed")
         )
+        if current and trials is not None and record.method.trials != trials:
+            restamp_trials(record, path, trials)
+        return current
+
+
+def restamp_trials(record: RunRecord, path: Path, trials: int) -> None:
+    """Tuning kept this record's configuration (same config hash, code and split): the run would repeat
+    bit for bit, so only ``method.trials``, the number of trials that chose it, is rewritten (atomically)."""
+    method = record.method.model_copy(update={"trials": trials})
+    write_record(record.model_copy(update={"method": method}), path)
 
 
 def same_method_code(record: RunRecord, code: Provenance) -> bool:
@@ -392,6 +406,7 @@ def run_suite(
     on_record: Callable[[Path], object] | None = None,
     overrides: dict[str, Any] | None = None,
     rerun: bool = False,
+    executor: Executor | None = None,
 ) -> BenchSummary:
     """Run the suite's missing cells; ``Interrupted`` (SIGINT/SIGTERM) stops the workers and propagates."""
     for folder, what in (
@@ -413,6 +428,7 @@ def run_suite(
             on_record,
             overrides or {},
             rerun,
+            executor or ProcessExecutor(),
         )
 
 
@@ -427,6 +443,7 @@ def _run_locked(
     on_record: Callable[[Path], object] | None,
     overrides: dict[str, Any],
     rerun: bool,
+    executor: Executor,
 ) -> BenchSummary:
     from benchmark.runner import code_info
 
@@ -439,7 +456,7 @@ def _run_locked(
     code = code_info()
     done = DoneCheck(results, code, retry_failed, overrides, rerun)
     todo = [c for c in grid if not done(c, hashes[c.task])]
-    jobs = max(1, min(jobs, available_cpus(), len(todo) or 1))
+    jobs = max(1, min(jobs, executor.cpus(), len(todo) or 1))
     threads = threads_per_worker(jobs)
     summary = BenchSummary(
         total=len(grid) + len(broken), skipped=len(grid) - len(todo), jobs=jobs, threads=threads
@@ -461,6 +478,7 @@ def _run_locked(
             targets[c.method],
             specs[c.task],
             overrides=overrides or None,
+            variant=done.expected(c.method, c.task)[3],
         )
         for c in todo
     ]
@@ -473,9 +491,9 @@ def _run_locked(
     )
     finished = 0
     try:
-        with contextlib.closing(run_jobs(jobs_list, jobs, threads)) as outcomes:
+        with contextlib.closing(run_jobs(jobs_list, jobs, threads, executor)) as outcomes:
             for job, cell_done in outcomes:
-                _count(summary, job.cell, cell_done, results, on_record)
+                _count(summary, job, cell_done, on_record)
                 finished += 1
                 bar.set_postfix(failed=len(summary.failed), refresh=False)
                 bar.update(1)
@@ -493,11 +511,11 @@ def _run_locked(
 
 def _count(
     summary: BenchSummary,
-    cell: Cell,
+    job: CellJob,
     done: CellDone,
-    results: Path,
     on_record: Callable[[Path], object] | None,
 ) -> None:
+    cell = job.cell
     summary.statuses[done.status] += 1
     summary.loads = max(summary.loads, done.loads)
     line = f"{cell.task} {cell.method} seed {cell.seed}: {done.error or done.status}"
@@ -510,4 +528,4 @@ def _count(
     summary.method_seconds[cell.method] += done.seconds
     summary.cell_seconds[cell] = done.seconds
     if on_record is not None:
-        on_record(record_path(results, cell.task, cell.method, cell.seed))
+        on_record(job.record)

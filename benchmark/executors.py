@@ -11,6 +11,9 @@ serves a whole chunk, see ``runner.load_task``), ignore Ctrl-C (the supervisor s
 supervisor (``PR_SET_PDEATHSIG`` on Linux), so a killed bench leaves no orphans. OpenMP/BLAS thread variables
 are set before a worker starts: thread pools are sized when numpy and torch load, before any code of ours
 runs there, and an unset pool takes every core.
+
+An ``Executor`` says where jobs run: ``ProcessExecutor`` (this supervisor, the default) or
+``benchmark.ray_executor.RayExecutor`` (Ray actors on a cluster), which yields the same ``Event``s.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing import connection
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 PR_SET_PDEATHSIG = 1
@@ -296,3 +299,34 @@ class Supervisor:
         event = Event(slot.job, kind, info=slot.info, phase=slot.phase, seconds=seconds, reason=reason)
         slot.job, slot.info, slot.deadline = None, None, math.inf
         return event
+
+
+class Runs(Protocol):
+    """What an executor's supervisor does: run chunks of jobs, yielding one ``Event`` per job as it ends."""
+
+    def run(self, chunks: Iterable[Iterable[Any]]) -> Iterator[Event]: ...
+
+
+class Executor(Protocol):
+    """Where bench's jobs run. ``cpus`` bounds ``--jobs`` (this machine's CPUs, or a cluster's); the
+    supervisor's events are the same whatever the executor, so bench settles them into the same records."""
+
+    name: str
+
+    def cpus(self) -> int: ...
+
+    def supervisor(self, fn: JobFn, jobs: int, threads: int | None) -> Runs: ...
+
+
+class ProcessExecutor:
+    """The default executor: ``Supervisor``'s worker processes on this machine."""
+
+    name = "process"
+
+    def cpus(self) -> int:
+        from benchmark.seeding import available_cpus  # imports torch: only when a bench plans its jobs
+
+        return available_cpus()
+
+    def supervisor(self, fn: JobFn, jobs: int, threads: int | None) -> Supervisor:
+        return Supervisor(fn, jobs, threads)

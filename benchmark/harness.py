@@ -3,6 +3,10 @@
 ``encode`` turns string IDs into dense indices once; ``make_view`` builds the budgeted ``TrainView``;
 ``evaluate`` feeds cold users to ``predict`` in batches and scores the answers against labels that only
 this module holds. Validation (for the method's model selection) and test go through the same code.
+
+What a batch asks for (ratings of query pairs, or scores of every candidate) is the family's declared
+prediction kind, and which metric code runs is what the task's metrics consume (``Metric.consumes``): one
+scorer per input, so no part of this module names a family.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from benchmark import metrics
+from benchmark import metrics, protocols
 from benchmark.api import Budget, ColdBatch, Interactions, TrainView, _AdaptMeter
 from tasks.artifact import TaskData
 from tasks.spec import TaskSpec
@@ -175,6 +179,7 @@ def cold_batches(
     sup, qry = enc.tables[support].rows, enc.tables[query].rows
     users = np.unique(qry.user)
     candidates = enc.target_items
+    ratings = protocols.get(enc.spec.family).prediction == "ratings"
     for begin in range(0, len(users), BATCH_USERS):
         chunk = users[begin : begin + BATCH_USERS]
         pos = np.full(len(enc.users), -1)
@@ -187,12 +192,151 @@ def cold_batches(
             history=view._batch_history(chunk),  # the cold users' own input: not charged to the budget
             _meter=_AdaptMeter(adapt_limit),
         )
-        if enc.spec.family == "R":
+        if ratings:
             batch.query_user = pos[qry.user[q_rows]]
             batch.query_item = qry.item[q_rows]
         else:
             batch.candidates = candidates
         yield batch, q_rows, np.flatnonzero(s_keep)
+
+
+@dataclass
+class _Answer:
+    """One batch's checked predictions with the rows they answer: query and support row ids of the tables
+    evaluated, and each query row's position in the batch."""
+
+    batch: ColdBatch
+    out: np.ndarray
+    q_rows: np.ndarray
+    s_rows: np.ndarray
+    q_user: np.ndarray
+
+
+class _Scorer:
+    """The metrics of one input (``Metric.consumes``): fed batch by batch, summed up at the end.
+
+    ``add`` keeps what the batch contributes and returns its rows of the predictions file, if this input
+    writes them; ``finish`` returns the per-user arrays and pooled values. Nothing is returned when no batch
+    was added, as before any scorer existed."""
+
+    def __init__(self, enc: EncodedTask, support: str, query: str) -> None:
+        self.enc = enc
+        self.qry = enc.tables[query].rows
+        self.sup = enc.tables[support].rows
+        self.offset = int(enc.target_items[0]) if len(enc.target_items) else 0
+
+    @staticmethod
+    def applies(enc: EncodedTask, query: str) -> bool:
+        """Whether the table ``query`` of ``enc`` has what this input needs."""
+        return True
+
+    def add(self, answer: _Answer, keep_predictions: bool) -> pd.DataFrame | None:
+        raise NotImplementedError
+
+    def finish(self, users: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        raise NotImplementedError
+
+
+class _Ratings(_Scorer):
+    """``ratings``: per-user MAE/RMSE per batch, MAE/RMSE pooled over all query ratings at the end."""
+
+    def __init__(self, enc: EncodedTask, support: str, query: str) -> None:
+        super().__init__(enc, support, query)
+        self.per_user: list[dict[str, np.ndarray]] = []
+        self.pairs: list[np.ndarray] = []
+
+    def add(self, answer: _Answer, keep_predictions: bool) -> pd.DataFrame | None:
+        truth = self.qry.rating[answer.q_rows]
+        self.per_user.append(metrics.rating_per_user(answer.out, truth, answer.q_user, len(answer.batch)))
+        self.pairs.append(np.stack([answer.out, truth]))
+        if not keep_predictions:
+            return None
+        rows = answer.q_rows
+        return pd.DataFrame(
+            {
+                "user": self.enc.users[self.qry.user[rows]],
+                "item": self.enc.items[self.qry.item[rows]],
+                "prediction": answer.out,
+                "rating": truth,
+            }
+        )
+
+    def finish(self, users: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        if not self.per_user:
+            return {}, {}
+        merged = {k: np.concatenate([p[k] for p in self.per_user]) for k in self.per_user[0]}
+        pred, truth = np.concatenate(self.pairs, axis=1)
+        return merged, metrics.summarize(merged) | metrics.rating_pooled(pred, truth)
+
+
+class _Ranks(_Scorer):
+    """``ranks``: each query item's pessimistic rank among every target item but the user's support."""
+
+    def __init__(self, enc: EncodedTask, support: str, query: str) -> None:
+        super().__init__(enc, support, query)
+        self.per_user: list[dict[str, np.ndarray]] = []
+
+    def add(self, answer: _Answer, keep_predictions: bool) -> pd.DataFrame | None:
+        q_col = self.qry.item[answer.q_rows] - self.offset
+        s_col = self.sup.item[answer.s_rows] - self.offset
+        ranks = metrics.query_ranks(answer.out, answer.batch.support.user, s_col, answer.q_user, q_col)
+        self.per_user.append(metrics.ranking_per_user(ranks, answer.q_user, len(answer.batch)))
+        if not keep_predictions:
+            return None
+        rows = answer.q_rows
+        return pd.DataFrame(
+            {
+                "user": self.enc.users[self.qry.user[rows]],
+                "item": self.enc.items[self.qry.item[rows]],
+                "rank": ranks,
+            }
+        )
+
+    def finish(self, users: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        if not self.per_user:
+            return {}, {}
+        merged = {k: np.concatenate([p[k] for p in self.per_user]) for k in self.per_user[0]}
+        return merged, metrics.summarize(merged)
+
+
+class _SampledRanks(_Scorer):
+    """``sampled_ranks`` (CDRIB's protocol): each test item's rank among its stored negatives. Pooled over
+    test pairs as CDRIB does; per user, the mean over the user's pairs, for paired comparisons. Only the
+    test query has stored negatives, so validation computes none."""
+
+    def __init__(self, enc: EncodedTask, support: str, query: str) -> None:
+        super().__init__(enc, support, query)
+        self.pairs: list[dict[str, np.ndarray]] = []
+
+    @staticmethod
+    def applies(enc: EncodedTask, query: str) -> bool:
+        return enc.negatives is not None and query == "query"
+
+    def add(self, answer: _Answer, keep_predictions: bool) -> pd.DataFrame | None:
+        assert self.enc.negatives is not None
+        q_user, q_col = answer.q_user, self.qry.item[answer.q_rows] - self.offset
+        neg = self.enc.negatives[answer.q_rows] - self.offset
+        ranks = metrics.sampled_ranks(answer.out[q_user, q_col], answer.out[q_user[:, None], neg])
+        self.pairs.append({"user": answer.batch.users[q_user], **metrics.sampled_per_pair(ranks)})
+        return None
+
+    def finish(self, users: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        if not self.pairs:
+            return {}, {}
+        pairs = {k: np.concatenate([s[k] for s in self.pairs]) for k in self.pairs[0]}
+        pair_user = pairs.pop("user")
+        frame = pd.DataFrame(pairs).assign(user=pair_user).groupby("user").mean()
+        per_user = {name: frame[name].reindex(users).to_numpy() for name in pairs}
+        return per_user, metrics.summarize(pairs)
+
+
+SCORERS: dict[str, type[_Scorer]] = {"ratings": _Ratings, "ranks": _Ranks, "sampled_ranks": _SampledRanks}
+
+
+def _scorers(enc: EncodedTask, support: str, query: str) -> list[_Scorer]:
+    """One scorer per input the task's metrics consume, in ``metrics.CONSUMES`` order (the record's order)."""
+    kinds = [SCORERS[kind] for kind in protocols.consumed(enc.spec)]
+    return [cls(enc, support, query) for cls in kinds if cls.applies(enc, query)]
 
 
 def evaluate(
@@ -204,14 +348,11 @@ def evaluate(
     adapt_limit: int,
     keep_predictions: bool = False,
 ) -> Evaluation:
+    """Predict for the cold users of ``query`` in batches and score them with the task's scorers."""
     qry = enc.tables[query].rows
-    sup = enc.tables[support].rows
-    offset = int(enc.target_items[0]) if len(enc.target_items) else 0
-    per_user: list[dict[str, np.ndarray]] = []
+    scorers = _scorers(enc, support, query)
     users: list[np.ndarray] = []
     pred_parts: list[pd.DataFrame] = []
-    pooled_pred: list[np.ndarray] = []
-    sampled: list[dict[str, np.ndarray]] = []
     steps = 0
     t_predict = t_eval = 0.0
     for batch, q_rows, s_rows in cold_batches(enc, view, support, query, adapt_limit):
@@ -220,63 +361,27 @@ def evaluate(
         t_predict += time.perf_counter() - start
         steps = max(steps, batch._meter.used)
         start = time.perf_counter()
-        q_user = batch.query_user if batch.wants_ratings else np.searchsorted(batch.users, qry.user[q_rows])
         if batch.wants_ratings:
             metrics.validate_predictions(out, (len(q_rows),))
-            truth = qry.rating[q_rows]
-            per_user.append(metrics.rating_per_user(out, truth, q_user, len(batch)))
-            pooled_pred.append(np.stack([out, truth]))
-            if keep_predictions:
-                pred_parts.append(
-                    pd.DataFrame(
-                        {
-                            "user": enc.users[qry.user[q_rows]],
-                            "item": enc.items[qry.item[q_rows]],
-                            "prediction": out,
-                            "rating": truth,
-                        }
-                    )
-                )
+            q_user = batch.query_user
         else:
             metrics.validate_predictions(out, (len(batch), len(batch.candidates)))
-            q_col = qry.item[q_rows] - offset
-            ranks = metrics.query_ranks(out, batch.support.user, sup.item[s_rows] - offset, q_user, q_col)
-            per_user.append(metrics.ranking_per_user(ranks, q_user, len(batch)))
-            if enc.negatives is not None and query == "query":
-                neg = enc.negatives[q_rows] - offset
-                s_ranks = metrics.sampled_ranks(out[q_user, q_col], out[q_user[:, None], neg])
-                sampled.append(
-                    {
-                        "user": batch.users[q_user],
-                        **metrics.sampled_per_pair(s_ranks),
-                    }
-                )
-            if keep_predictions:
-                pred_parts.append(
-                    pd.DataFrame(
-                        {
-                            "user": enc.users[qry.user[q_rows]],
-                            "item": enc.items[qry.item[q_rows]],
-                            "rank": ranks,
-                        }
-                    )
-                )
+            q_user = np.searchsorted(batch.users, qry.user[q_rows])
+        answer = _Answer(batch, out, q_rows, s_rows, q_user)
+        for scorer in scorers:
+            part = scorer.add(answer, keep_predictions)
+            if part is not None:
+                pred_parts.append(part)
         users.append(batch.users)
         t_eval += time.perf_counter() - start
     start = time.perf_counter()
     all_users = np.concatenate(users) if users else np.zeros(0, dtype=np.int64)
-    merged = {k: np.concatenate([p[k] for p in per_user]) for k in (per_user[0] if per_user else {})}
-    pooled = metrics.summarize(merged)
-    if pooled_pred:
-        pred, truth = np.concatenate(pooled_pred, axis=1)
-        pooled |= metrics.rating_pooled(pred, truth)
-    if sampled:
-        pairs = {k: np.concatenate([s[k] for s in sampled]) for k in sampled[0]}
-        pair_user = pairs.pop("user")
-        pooled |= metrics.summarize(pairs)  # CDRIB averages over test pairs
-        frame = pd.DataFrame(pairs).assign(user=pair_user).groupby("user").mean()
-        for name in pairs:  # per-user means of the pair metrics, for paired comparisons
-            merged[name] = frame[name].reindex(all_users).to_numpy()
+    merged: dict[str, np.ndarray] = {}
+    pooled: dict[str, float] = {}
+    for scorer in scorers:
+        per_user, values = scorer.finish(all_users)
+        merged |= per_user
+        pooled |= values
     t_eval += time.perf_counter() - start
     predictions = pd.concat(pred_parts, ignore_index=True) if pred_parts else None
     return Evaluation(all_users, merged, pooled, predictions, steps, t_predict, t_eval)
@@ -288,9 +393,10 @@ def make_view(enc: EncodedTask, budget: Budget, deadline: float) -> TrainView:
     view: TrainView
 
     def validator(predict: Predict) -> float:
-        """The family's ranking metric on the validation users (as ``leaderboard.build.RANK_METRIC``)."""
+        """The family's rank metric on the validation users, signed so that higher is better: selection
+        optimizes what the leaderboard ranks (``protocols.selection_score``)."""
         result = evaluate(enc, view, predict, "valid_support", "valid_query", budget.adapt_steps)
-        return -result.pooled["user_mae"] if spec.family == "R" else result.pooled["ndcg@10"]
+        return protocols.selection_score(spec.family, result.pooled)
 
     view = TrainView(
         task_id=spec.id,
@@ -298,7 +404,7 @@ def make_view(enc: EncodedTask, budget: Budget, deadline: float) -> TrainView:
         domains=enc.domains,
         source_domains=tuple(spec.source),
         target_domain=spec.target,
-        explicit=spec.family == "R",
+        explicit=protocols.get(spec.family).explicit,
         n_users=len(enc.users),
         item_domain=enc.item_domain,
         train=train.rows,

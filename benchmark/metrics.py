@@ -1,6 +1,7 @@
 """Every metric of ColdBench, computed by the harness from held-back labels (methods never see them).
 
-Each metric declares its direction and what it consumes, so no reader guesses which way is better:
+Each metric declares its direction and what it consumes, so no reader guesses which way is better, and the
+harness computes each input (``consumes``) a task's metrics need:
 
 - ``ratings`` (family R): ``mae`` and ``rmse`` pooled over all query ratings (the PTUPCDR protocol), and
   ``user_mae`` / ``user_rmse``, the per-user MAE / RMSE averaged over users.
@@ -27,6 +28,7 @@ import numpy as np
 __all__ = [
     "CONSUMES",
     "DIRECTIONS",
+    "FED_BY",
     "METRICS",
     "Metric",
     "directions",
@@ -43,6 +45,9 @@ __all__ = [
 
 DIRECTIONS = ("higher", "lower")
 CONSUMES = ("ratings", "ranks", "sampled_ranks")
+# The prediction kind (``tasks.protocols.PREDICTIONS``) each input is computed from: ratings from predicted
+# ratings, full and sampled ranks from the scores of every candidate.
+FED_BY: dict[str, str] = {"ratings": "ratings", "ranks": "ranking", "sampled_ranks": "ranking"}
 
 # comparisons done per chunk in ``query_ranks``: 4M booleans (4 MiB) plus one gathered score block
 _CHUNK_ELEMENTS = 1 << 22

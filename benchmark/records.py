@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from benchmark.protocols import FamilyName
 from tasks.cache import write_text_atomic
 
 SCHEMA_VERSION = 1
@@ -24,7 +25,7 @@ class _Strict(BaseModel):
 
 class TaskRef(_Strict):
     id: str
-    family: Literal["R", "L", "C"]
+    family: FamilyName  # a registered family (``benchmark.protocols``)
     split_hash: str
     k: int
     beta: float | None = None
@@ -40,6 +41,10 @@ class MethodRef(_Strict):
     config_hash: str
     paper: str = ""
     trials: int = 1
+    # "" for the standard configuration (the tuned one where a task group was tuned, else the default), a
+    # profile name (``--set profile=reference``), or ``set-`` and the config hash's first 12 digits for
+    # other ``--set`` configurations (``runner.cell_config``).
+    variant: str = ""
     # The method's code (optional: records written before these fields count as current without them).
     dist: str | None = None  # the distribution that ships the method (``coldbench`` for in-repo ones)
     dist_version: str | None = None
@@ -106,6 +111,11 @@ class RunRecord(_Strict):
         """The bench grid cell this record fills."""
         return (self.task.id, self.method.name, self.method.config_hash, self.seed)
 
+    @property
+    def path_parts(self) -> tuple[str, str, int, str]:
+        """``record_path``'s arguments after the root: where this record belongs."""
+        return (self.task.id, self.method.name, self.seed, self.method.variant)
+
 
 class RecordError(ValueError):
     """A record that is not valid JSON or does not match the schema; the message names the file."""
@@ -127,8 +137,14 @@ def load_record(path: Path) -> RunRecord:
     return record
 
 
-def record_path(root: Path, task_id: str, method: str, seed: int) -> Path:
-    return root / task_id / method / f"seed-{seed}.json"
+SET_VARIANT = "set-"  # variant prefix of an ad hoc ``--set`` configuration (profiles are plain names)
+
+
+def record_path(root: Path, task_id: str, method: str, seed: int, variant: str = "") -> Path:
+    """Identity = task, method, configuration, seed: a non-standard configuration gets its own folder,
+    ``<method>@<variant>``, so a ``--set`` run never overwrites the standard record."""
+    folder = f"{method}@{variant}" if variant else method
+    return root / task_id / folder / f"seed-{seed}.json"
 
 
 def write_record(record: RunRecord, path: Path) -> None:

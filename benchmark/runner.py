@@ -33,6 +33,7 @@ import torch
 from benchmark import harness, metrics
 from benchmark.api import Budget, BudgetExceeded, Method, TrainView
 from benchmark.records import (
+    SET_VARIANT,
     BudgetUse,
     Code,
     Env,
@@ -164,6 +165,41 @@ def resolve_config(cls: type[Method], family: str, overrides: dict[str, Any]) ->
     return {**base, **overrides}
 
 
+@dataclass(frozen=True)
+class ChosenConfig:
+    """The configuration a cell runs, how many tuning trials chose it, and its record identity part."""
+
+    config: dict[str, Any]
+    trials: int | None  # None: not tuned
+    variant: str  # "" standard; a profile name; else "set-" and the config hash's first 12 digits
+
+
+def cell_config(
+    method: str, cls: type[Method], spec: TaskSpec, overrides: dict[str, Any], tuned: bool = True
+) -> ChosenConfig:
+    """The one rule for which configuration a cell runs and where its record goes.
+
+    The standard configuration is the task group's tuned one where ``coldbench tune`` finished it (bench and
+    run, ``tuned``), else the TOML default. ``--set`` overrides that equal it keep the standard identity;
+    others get their own: the profile name for ``--set profile=NAME`` alone, else ``set-<config hash>``.
+    """
+    found = None
+    if tuned:
+        from benchmark.tuning import tuned_config
+
+        found = tuned_config(method, spec.id)
+    standard = resolve_config(cls, spec.family, found[0] if found else {})
+    if not overrides:
+        return ChosenConfig(standard, found[1] if found else None, "")
+    config = resolve_config(cls, spec.family, overrides)
+    digest = config_hash(config)
+    if digest == config_hash(standard):
+        return ChosenConfig(config, found[1] if found else None, "")
+    if set(overrides) == {"profile"}:
+        return ChosenConfig(config, None, str(overrides["profile"]))
+    return ChosenConfig(config, None, f"{SET_VARIANT}{digest[:12]}")
+
+
 TASK_CACHE_SIZE = 2  # tasks kept per process: the current one and the last, to bound memory
 
 
@@ -292,6 +328,7 @@ class CellContext:
     started_at: str
     provenance: Provenance
     trials: int | None = None  # tuning trials that chose this configuration (None: not tuned)
+    variant: str = ""  # the record identity's configuration part (``cell_config``)
 
 
 def _task_ref(ctx: CellContext) -> TaskRef:
@@ -316,6 +353,7 @@ def _method_ref(ctx: CellContext, trials: int) -> MethodRef:
         config_hash=config_hash(ctx.config),
         paper=ctx.cls.paper or "",
         trials=trials,  # configurations scored on validation
+        variant=ctx.variant,
         dist=ctx.provenance.dist,
         dist_version=ctx.provenance.dist_version,
         source_sha256=ctx.provenance.source_sha256,
@@ -449,14 +487,8 @@ def run_cell(
     cls = load_target(method_name, target) if target else load_method(method_name)
     if spec.family not in cls.families:
         raise ValueError(f"method {method_name!r} supports families {cls.families}, not {spec.family}")
-    trials = None
-    if tuned and not overrides:  # bench without --set: the task group's tuned configuration, if any
-        from benchmark.tuning import tuned_config
-
-        found = tuned_config(method_name, spec.id)
-        if found is not None:
-            overrides, trials = found
-    config = resolve_config(cls, spec.family, overrides or {})
+    chosen = cell_config(method_name, cls, spec, overrides or {}, tuned)
+    config, trials = chosen.config, chosen.trials
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: torch sees no CUDA device here; use --device cpu")
     threads = seed_everything(seed, threads)
@@ -480,13 +512,14 @@ def run_cell(
         started_at,
         provenance(method_name, target or registration(method_name).target, cls),
         trials,
+        chosen.variant,
     )
     enc = task.enc
     if hooks is not None:
         budget = harness.budget_of(enc.spec, len(enc.tables["train"].rows))
         hooks.method_started(template_record(ctx, budget), budget.wall_seconds)
     outcome = execute(enc, cls, config, seed, device, keep_predictions=save_predictions)
-    path = record_path(out, spec.id, method_name, seed)
+    path = record_path(out, spec.id, method_name, seed, chosen.variant)
     artifacts: dict[str, str] = {}
     if outcome.evaluation is not None and outcome.status == "ok":
         artifacts = write_side_files(enc, outcome.evaluation, path, seed, save_predictions)
@@ -512,10 +545,13 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 __all__ = [
+    "SET_VARIANT",
     "CellHooks",
     "CellResult",
+    "ChosenConfig",
     "ConfigError",
     "Outcome",
+    "cell_config",
     "config_hash",
     "execute",
     "parse_overrides",

@@ -493,6 +493,7 @@ class _GroupRun:
     def __call__(
         self, group: TaskGroup, n_trials: int, data_dir: Path, tasks_dir: Path, force: bool
     ) -> GroupOutcome:
+        from benchmark.protocols import selection_label
         from benchmark.runner import load_task
         from tasks import artifact
         from tasks.spec import get_spec
@@ -507,7 +508,7 @@ class _GroupRun:
             "tasks": list(group.tasks),
             "scored_on": group.representative,
             "split_hash": manifest["split_hash"],
-            "metric": "-user_mae" if group.family == "R" else "ndcg@10",
+            "metric": selection_label(group.family),
             "n_trials": n_trials,
             "seed": self.seed,
             "sampler_seed": self.sampler_seed,

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from benchmark.records import RecordError, RunRecord, load_record
+from benchmark.records import RecordError, RunRecord, load_record, record_path
 from tasks.schema import DataError
 
 N_QUERY = "n_query"
@@ -153,7 +153,7 @@ def check_side_files(path: Path, record: RunRecord) -> None:
 
 def check_location(path: Path, results: Path, record: RunRecord) -> None:
     """The file must sit where the runner writes it, so a copied record cannot pose as another cell."""
-    expected = (record.task.id, record.method.name, f"seed-{record.seed}.json")
+    expected = record_path(Path(), *record.path_parts).parts
     rel = path.relative_to(results)
     if rel.parts != expected:
         raise _refuse(path, f"stored at {rel.as_posix()!r}, its fields say {'/'.join(expected)!r}")

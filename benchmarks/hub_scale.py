@@ -10,7 +10,13 @@ deduplication and filters, split, audit, Parquet. Reported: wall seconds and the
 (the goal: under 2 minutes and 2 GB on 2 CPU cores), once cold (``datasets`` parses the CSVs into its Arrow
 cache) and once warm (``--force``: the Arrow cache is reused, the task is rebuilt).
 
+``--baseline DIR`` builds the same task, on the same files and in the same run, with the code of another
+checkout (e.g. ``git worktree add ../coldbench-base <commit>``), cold and warm, alternating with this
+checkout's builds so that both see the same machine load; the report then has both figures and both split
+hashes (equal when the change left the task's content alone).
+
     python benchmarks/hub_scale.py --out benchmarks/results/hub_scale.json
+    python benchmarks/hub_scale.py --baseline ../coldbench-base --out benchmarks/results/hub_scale.json
     python benchmarks/hub_scale.py --rows 1000000        # a quick check
 """
 
@@ -98,29 +104,43 @@ def make_root(root: Path, rows: int) -> dict:
     }
 
 
-def build(root: Path, cache: Path, out: Path, force: bool) -> dict:
-    """One ``coldbench tasks build`` in a fresh process: its wall seconds and peak RSS."""
+def build(root: Path, cache: Path, out: Path, force: bool, code: Path = REPO) -> dict:
+    """One ``coldbench tasks build`` in a fresh process, with the code of ``code``: wall seconds, peak RSS."""
     env = {
         **os.environ,
+        "PYTHONPATH": str(code),  # the checkout's packages, ahead of the installed (editable) ones
         "COLDBENCH_CACHE": str(cache),
-        "COLDBENCH_SPECS": str(EXAMPLES),
+        "COLDBENCH_SPECS": str(code / EXAMPLES.relative_to(REPO)),
         "HF_DATASETS_OFFLINE": "1",
         "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     }
     command = [sys.executable, "-c", CHILD, "tasks", "build", TASK, "--data-dir", str(root)]
     command += ["--out", str(out), *(["--force"] if force else [])]
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, env=env, cwd=code, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"build failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        raise SystemExit(f"build failed ({done.returncode}) with {code}:\n{done.stderr[-3000:]}")
+    imported = Path(done.stderr.split("CODE ", 1)[1].split("\n", 1)[0])
+    if not imported.is_relative_to(code):  # an installed copy would measure the wrong code
+        raise SystemExit(f"the build with {code} imported {imported}")
     peak_kib = int(done.stderr.rsplit("PEAK_RSS_KIB ", 1)[1].split()[0])
     return {"wall_seconds": round(wall, 1), "peak_rss_mb": round(peak_kib / 1024, 1)}
+
+
+def manifest_of(out: Path) -> dict:
+    return json.loads((out / TASK / "manifest.json").read_text())
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 # The build process reports its own peak RSS (ru_maxrss, KiB on Linux) once the command is done.
 CHILD = (
     "import resource, sys\n"
+    "import tasks.filters\n"
+    "print('CODE', tasks.filters.__file__, file=sys.stderr)\n"
     "from benchmark.cli import main\n"
     "code = main(sys.argv[1:])\n"
     "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
@@ -133,26 +153,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the large category")
     parser.add_argument("--out", type=Path, default=None, help="write the figures here as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data root")
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="also build with this checkout's code, to compare"
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="coldbench-hub-scale-"))
+    base = None if args.baseline is None else args.baseline.resolve()
     try:
         data = make_root(work / "root", args.rows)
-        cold = build(work / "root", work / "cache", work / "tasks", force=False)
-        warm = build(work / "root", work / "cache", work / "tasks", force=True)
-        manifest = json.loads((work / "tasks" / TASK / "manifest.json").read_text())
+        load = {"before": _load()}
+        root, runs = work / "root", {}
+        for phase, force in (("cold", False), ("warm", True)):  # alternate, so both see the same load
+            if base is not None:
+                runs[("baseline", phase)] = build(root, work / "cache-base", work / "tasks-base", force, base)
+            runs[("current", phase)] = build(root, work / "cache", work / "tasks", force)
+        load["after"] = _load()
+        manifest = manifest_of(work / "tasks")
         result = {
             "task": TASK,
             "data": data,
-            "cold": cold,
-            "warm": warm,
+            "cold": runs[("current", "cold")],
+            "warm": runs[("current", "warm")],
+            "split_hash": manifest["split_hash"],
             "filters": manifest.get("filters"),
             "counts": manifest["counts"],
             "duplicate_rows_removed": manifest["duplicate_rows_removed"],
             "audit_passed": manifest["audit"]["passed"],
             "goal": {"wall_seconds": 120, "peak_rss_mb": 2048},
-            "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load_average": load},
             "command": " ".join(["python", "benchmarks/hub_scale.py", *(argv or sys.argv[1:])]),
         }
+        if base is not None:
+            before = manifest_of(work / "tasks-base")
+            result["baseline"] = {
+                "code": str(args.baseline),
+                "cold": runs[("baseline", "cold")],
+                "warm": runs[("baseline", "warm")],
+                "split_hash": before["split_hash"],
+                "same_content": before["content"] == manifest["content"],
+            }
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks import audit, catalog, filters, search
+from tasks import audit, catalog, filters, protocols, search
 from tasks.cache import default_cache_dir, write_json_atomic
 from tasks.checksums import require_verified, sha256_file
 from tasks.schema import ARROW_SCHEMA, COLUMNS, DataError, canonical
@@ -34,9 +34,6 @@ from tasks.split import (
     drop_duplicate_queries,
     sample_negatives,
     sort_rows,
-    split_leave_one_domain_out,
-    split_published,
-    split_rating_transfer,
 )
 
 BUILDER_VERSION = 2
@@ -114,7 +111,7 @@ def _declared_in(origin: str) -> str:
 
 
 def task_rows(spec: TaskSpec, data_dir: Path, revision: str | None = None) -> Rows:
-    """The deduplicated rows of the task's domains after its ``[filters]`` (families R and L).
+    """The deduplicated rows of the task's domains after its ``[filters]`` (split rules that read rows).
 
     Hub data stays in Arrow and integer codes through deduplication and filtering (``tasks.filters``), so
     only the rows the task keeps become a pandas table; local data sets come from the cached canonical table
@@ -137,19 +134,35 @@ def task_rows(spec: TaskSpec, data_dir: Path, revision: str | None = None) -> Ro
     return Rows(canonical(arrow.to_pandas()), sums, removed, sources)
 
 
+def _cut_rows(
+    rule: protocols.SplitRule, spec: TaskSpec, data_dir: Path, revision: str | None
+) -> tuple[dict[str, pd.DataFrame], Rows]:
+    """A rule that reads rows: the task's rows after its ``[filters]``, cut by the rule."""
+    rows = task_rows(spec, data_dir, revision)
+    return rule.cut(rows.table, spec), rows
+
+
+def _cut_published(
+    rule: protocols.SplitRule, spec: TaskSpec, data_dir: Path, revision: str | None
+) -> tuple[dict[str, pd.DataFrame], Rows]:
+    """A rule that reads a published split: the target's and the source's own files; the rows recorded
+    (and later searched for negatives' positives) are the target's files."""
+    dataset = catalog.get_dataset(spec.dataset)
+    target, sums = catalog.published_split(dataset, data_dir, spec.target)
+    source, more = catalog.published_split(dataset, data_dir, spec.source[0])
+    rows = Rows(pd.concat(list(target.values())), sums | more, {}, {"dataset": dataset_record(dataset)})
+    return rule.cut(target, source, spec), rows
+
+
+_READERS = {"rows": _cut_rows, "published": _cut_published}  # keyed by ``SplitRule.reads``
+
+
 def _split(
     spec: TaskSpec, data_dir: Path, revision: str | None = None
 ) -> tuple[dict[str, pd.DataFrame], Rows]:
-    """The split rule's tables and the rows they came from (for family C: the target's published files)."""
-    if spec.family == "C":
-        dataset = catalog.get_dataset(spec.dataset)
-        target, sums = catalog.published_split(dataset, data_dir, spec.target)
-        source, more = catalog.published_split(dataset, data_dir, spec.source[0])
-        rows = Rows(pd.concat(list(target.values())), sums | more, {}, {"dataset": dataset_record(dataset)})
-        return split_published(target, source, spec), rows
-    rows = task_rows(spec, data_dir, revision)
-    split = split_rating_transfer if spec.family == "R" else split_leave_one_domain_out
-    return split(rows.table, spec), rows
+    """The family's split rule's tables and the rows they came from."""
+    rule = protocols.get(spec.family).split
+    return _READERS[rule.reads](rule, spec, data_dir, revision)
 
 
 def clean(
@@ -177,15 +190,17 @@ def clean(
         tables, removed = drop_duplicate_queries(tables, touched)
         counts |= removed
     tables = {name: sort_rows(t) for name, t in tables.items()}
-    report = audit.audit(tables, spec.source, spec.target, params, raw_item_ids, spec.family == "R", pairs)
+    explicit = protocols.get(spec.family).explicit
+    report = audit.audit(tables, spec.source, spec.target, params, raw_item_ids, explicit, pairs)
     return tables, report, counts
 
 
 def make_tables(spec: TaskSpec, data_dir: Path, revision: str | None = None) -> Built:
-    """The task's tables with their audit and provenance (no files written)."""
+    """The task's tables with their audit and provenance (no files written); a rule that stores negatives
+    samples them last, from the cleaned query pairs."""
     tables, rows = _split(spec, data_dir, revision)
     tables, report, counts = clean(tables, spec, catalog.get_dataset(spec.dataset).raw_item_ids)
-    if spec.family == "C":
+    if protocols.get(spec.family).split.negatives:
         target_rows = rows.table[rows.table["domain"] == spec.target]
         items = pd.concat([t[t["domain"] == spec.target]["item"] for n, t in tables.items() if n in TABLES])
         tables["negatives"] = sample_negatives(tables["query"], items.unique(), target_rows, spec)

@@ -52,7 +52,7 @@ class Format:
     split: Callable[[dict[str, str], Domain, dict[str, Any]], dict[str, pd.DataFrame]] | None = None
     split_roles: tuple[str, ...] = ()  # the files a published split reads
     remote: bool = False  # files may come from the hub instead of the data root
-    arrow: bool = False  # ``read`` returns a canonical Arrow table (column-wise filtering at hub scale)
+    arrow: bool = False  # ``read`` returns a canonical Arrow table, IDs maybe dictionary-encoded (hub scale)
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -2,7 +2,9 @@
 
 Fields (all required unless marked):
   id            task id, equal to the file name stem (``R-books2movies-b20-k3``)
-  family        ``R`` (explicit ratings), ``L`` (leave-one-domain-out, implicit) or ``C`` (published split)
+  family        a registered family (``tasks.protocols``): ``R`` (explicit ratings), ``L``
+                (leave-one-domain-out, implicit) or ``C`` (published split); its declaration holds the
+                per-family rules below (sources, fractions, filters, cleaning rules, data-set needs)
   dataset       a data set declared on the search path (``tasks.catalog``; its name or an alias)
   source        list of source domains (Amazon category names, or the data set's aliases); R and C take one
   target        the target domain
@@ -45,32 +47,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks import catalog, filters, search
+from tasks import catalog, protocols, search
+from tasks.protocols import FAMILIES  # the one list of families (tuning reads it here)
 from tasks.schema import DataError
 
 SPEC_DIR = search.PACKAGE_TASKS
-FAMILIES = ("R", "L", "C")
 CLEAN_RULES: dict[str, tuple[str, ...]] = {
     "duplicates": ("keep", "drop-query"),
     "users": ("published", "disjoint"),
     "history": ("all", "before-first-query"),
     "time_cut": ("none", "global"),
 }
-CLEAN_FAMILIES = {"users": ("C",), "history": ("R", "L"), "time_cut": ("L",)}
 AUDIT_DEFAULTS: dict[str, float] = {"jaccard": 0.95, "min_co": 3}
 BUDGET_KEYS = ("train_examples_multiple", "adapt_steps", "wall_seconds")
-FAMILY_FILTERS: dict[str, tuple[str, ...]] = {
-    "R": ("pool", *filters.KEYS),
-    "L": ("min_target", "min_other", *filters.KEYS),
-    "C": ("negatives",),
-}
-REQUIRED_FILTERS: dict[str, tuple[str, ...]] = {
-    "R": (),
-    "L": ("min_target", "min_other"),
-    "C": ("negatives",),
-}
 MIN_FILTER = {"min_other": 0}  # every other filter is a count >= 1
-ONE_SOURCE = ("R", "C")
 TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _known_metrics: frozenset[str] | None = None
 
@@ -235,43 +225,35 @@ def _budget(table: Any, where: str) -> TaskBudget:
 
 
 def _filters(table: Any, family: str, where: str) -> dict[str, int]:
+    declared = protocols.get(family)
     found = _Fields(table, where, "filters")
-    found.only(FAMILY_FILTERS[family])
-    for key in REQUIRED_FILTERS[family]:
+    found.only(declared.filters)
+    for key in declared.required_filters:
         found.need(key)
     return {key: found.integer(key, minimum=MIN_FILTER.get(key, 1)) for key in table}
 
 
 def _check_shape(spec: TaskSpec, top: _Fields) -> None:
-    """Rules between fields: what the split would otherwise get silently wrong."""
-    if spec.family in ONE_SOURCE and len(spec.source) != 1:
+    """Rules between fields (the family's, then the split rule's own): what the split would otherwise get
+    silently wrong."""
+    declared = protocols.get(spec.family)
+    if declared.one_source and len(spec.source) != 1:
         raise top.fail(
             "source", f"must name exactly one domain in family {spec.family}, got {list(spec.source)}"
         )
     if spec.target in spec.source:
         raise top.fail("target", f"{spec.target!r} is also a source")
-    if spec.family in ("R", "L"):
+    if declared.cold_fractions:
         if spec.beta is None or spec.valid_fraction is None:
             raise DataError(f"{top.where}: family {spec.family} needs 'beta' and 'valid_fraction'")
         if not (spec.beta > 0 and spec.valid_fraction > 0 and spec.beta + spec.valid_fraction <= 1):
             raise DataError(f"{top.where}: beta + valid_fraction must lie in (0, 1], each > 0")
     elif spec.beta is not None or spec.valid_fraction is not None:
-        raise DataError(f"{top.where}: family C takes no 'beta' or 'valid_fraction' (its split is published)")
+        why = "its split is published" if declared.split.reads == "published" else "its split rule takes none"
+        raise DataError(f"{top.where}: family {spec.family} takes no 'beta' or 'valid_fraction' ({why})")
+    if declared.check is not None:
+        declared.check(spec, top.where)
     f = spec.filters
-    if spec.family == "R" and spec.k > 0:
-        if "pool" not in f:
-            raise DataError(
-                f"{top.where}: missing field 'filters.pool' (family R with k = {spec.k} needs a pool)"
-            )
-        if spec.k > f["pool"]:  # support = the first k of the pool, query = the rows after the pool
-            raise top.fail(
-                "k", f"({spec.k}) must be <= [filters] pool ({f['pool']}): support would take query rows"
-            )
-    if spec.family == "L" and spec.k >= f["min_target"]:
-        raise top.fail(
-            "k",
-            f"({spec.k}) must be < [filters] min_target ({f['min_target']}): support and query would overlap",
-        )
     if "min_overlap" in f and "max_users" in f and f["max_users"] < f["min_overlap"]:
         raise top.fail(
             "filters.max_users", f"({f['max_users']}) is below [filters] min_overlap ({f['min_overlap']})"
@@ -303,8 +285,9 @@ def _clean(table: Any, family: str, where: str) -> dict[str, Any]:
             raise DataError(f"{where}: [clean] has unknown rule {key!r}; known: {sorted(CLEAN_RULES)}")
         if value not in CLEAN_RULES[key]:
             raise DataError(f"{where}: [clean] {key} must be one of {CLEAN_RULES[key]}, got {value!r}")
-        if family not in CLEAN_FAMILIES.get(key, FAMILIES):
-            raise DataError(f"{where}: [clean] {key} applies to families {CLEAN_FAMILIES[key]} only")
+        if key not in protocols.get(family).clean:
+            allowed = tuple(name for name in FAMILIES if key in protocols.get(name).clean)
+            raise DataError(f"{where}: [clean] {key} applies to families {allowed} only")
         out[key] = value
     if out.get("time_cut") == "global" and "time_quantile" not in out:
         raise DataError(f"{where}: [clean] time_cut = 'global' needs time_quantile")
@@ -319,27 +302,20 @@ def check_spec(
 ) -> TaskSpec:
     """The spec with the data set's aliases resolved, or a DataError naming the file and field.
 
-    Checks what a file alone cannot show: the data set exists, has the domains, and can serve the family
-    (R needs explicit ratings, L timestamps, C a published split); the metrics are known (when given).
+    Checks what a file alone cannot show: the data set exists, has the domains, and offers what the family
+    needs (its declaration's ``needs``: R explicit ratings, L timestamps, C a published split); the metrics
+    are known (when given).
     """
     try:
         dataset = datasets.get(spec.dataset)
     except DataError as exc:
         raise DataError(f"{where}: field 'dataset': {exc}") from None
-    if spec.family == "R" and dataset.ratings != "explicit":
-        raise DataError(
-            f"{where}: family R needs explicit ratings; data set {dataset.name!r} is {dataset.ratings}"
-        )
-    if spec.family == "L" and not dataset.timestamps:
-        raise DataError(f"{where}: family L needs timestamps; data set {dataset.name!r} has none")
+    for need in protocols.get(spec.family).needs:
+        if not protocols.NEEDS[need].holds(dataset):
+            raise DataError(f"{where}: family {spec.family} needs {protocols.NEEDS[need].problem(dataset)}")
     timed = [r for r in ("history", "time_cut") if spec.rule(r) != CLEAN_RULES[r][0]]
     if timed and not dataset.timestamps:
         raise DataError(f"{where}: [clean] {timed[0]} needs timestamps; data set {dataset.name!r} has none")
-    if spec.family == "C" and not dataset.has_published_split:
-        raise DataError(
-            f"{where}: family C needs a published split; data set {dataset.name!r} (format "
-            f"{dataset.format!r}) has none"
-        )
     source = tuple(_domain(dataset, d, where, "source") for d in spec.source)
     target = _domain(dataset, spec.target, where, "target")
     if target in source:

@@ -2,16 +2,21 @@
 
 Every rule is a pure function of the deduplicated table and the spec. IDs are sorted before any sampling and
 every sample comes from ``numpy.random.default_rng([split_seed, stream])`` with a fixed stream per purpose
-(0: user order, 1: support pool, 2: negatives), never from ``hash()``, set or dict order.
+(0: user order, 1: support pool, 2: negatives), never from ``hash()``, set or dict order. Each family's
+declaration (``tasks.protocols``) names its rule; the builder calls it through that declaration.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from tasks.schema import COLUMNS, canonical, empty_table
-from tasks.spec import TaskSpec
+
+if TYPE_CHECKING:  # tasks.spec reads the family declarations (tasks.protocols), which name these rules
+    from tasks.spec import TaskSpec
 
 TABLES = ("train", "support", "query", "valid_support", "valid_query")
 STREAM_USERS, STREAM_POOL, STREAM_NEGATIVES = 0, 1, 2

@@ -31,6 +31,9 @@ from benchmark.records import (
     write_record,
 )
 from leaderboard import build as site
+from leaderboard import formatting, views
+from leaderboard import markdown as md_page
+from leaderboard import svg as plots
 from leaderboard.build import BuildError, build, load_runs, md, ranking_rows, render, render_text, summarize
 
 EVIL = '<script>alert("x")<!-- <img src=x onerror="alert(1)"> |*_'
@@ -438,14 +441,58 @@ def test_one_seed_cells_show_no_interval(tmp_path: Path) -> None:
     assert f"**{cell.metrics['ndcg@10'].mean:.4f}** (1) |" in render(board)["LEADERBOARD.md"]
 
 
-def test_a_method_with_two_configs_gets_two_labelled_entries(tmp_path: Path) -> None:
+def write_variant(root: Path, task_id: str, method: str, seed: int, offset: float, **ref: object) -> None:
+    """A run written like ``write_ok_run`` but with other ``MethodRef`` fields (name, variant, config)."""
+    scratch = root / ".scratch"
+    record = write_ok_run(scratch, task_id, "alpha", seed, offset)
+    source = record_path(scratch, task_id, "alpha", seed)
+    config = ref.pop("config", record.method.config)
+    digest = sha256(json.dumps(config).encode()).hexdigest()
+    update = {"name": method, "config": config, "config_hash": digest, **ref}
+    record = record.model_copy(update={"method": record.method.model_copy(update=update)})
+    path = record_path(root, *record.path_parts)
+    write_record(record, path)
+    shutil.copy(source.with_name(f"seed-{seed}.users.parquet"), path.with_name(f"seed-{seed}.users.parquet"))
+    shutil.rmtree(scratch)
+
+
+def test_other_configurations_are_reported_apart_and_never_ranked(tmp_path: Path) -> None:
+    for seed in (1, 2):
+        write_ok_run(tmp_path, "R-b2m-b20-k3", "alpha", seed, 0.3)
+        write_ok_run(tmp_path, "R-b2m-b20-k3", "gamma", seed, 0.1)
+        write_variant(tmp_path, "R-b2m-b20-k3", "alpha", seed, 0.0, variant="reference", config={"dim": 10})
+    write_variant(tmp_path, "R-b2m-b20-k3", "alpha", 1, 0.0, variant="set-0123456789ab", config={"dim": 64})
+    assert (tmp_path / "R-b2m-b20-k3" / "alpha@reference" / "seed-2.json").is_file()
+    board = summarize(load_runs(tmp_path)[0])
+    task = board.tasks["R-b2m-b20-k3"]
+    assert sorted(task.cells) == [("alpha", ""), ("gamma", "")]  # the better reference run is not ranked
+    assert task.cells[("gamma", "")].rank.rank == 1
+    assert sorted(task.others) == [("alpha", "reference"), ("alpha", "set-0123456789ab")]
+    assert all(c.rank is None for c in task.others.values())
+    assert board.labels[("alpha", "reference")] == "alpha (reference)"
+    assert board.labels[("alpha", "set-0123456789ab")] == "alpha @0123456789ab"
+    pages = render(board)
+    other = pages["LEADERBOARD.md"].split("### Other configurations, reported, not ranked (user\\_mae)")[1]
+    assert "| alpha \\(reference\\) |" in other and "| alpha @0123456789ab |" in other
+    card = pages[f"pages/{formatting.slug('method', 'alpha')}"]
+    assert "as published" in card and "Standard configuration (ranked)" in card
+
+
+def test_seeds_of_one_entry_with_two_configs_are_refused(tmp_path: Path) -> None:
     write_ok_run(tmp_path, "C-cloth", "alpha", 1, 0.0, config={"dim": 8})
     write_ok_run(tmp_path, "C-cloth", "alpha", 2, 0.0, config={"dim": 64})
+    with pytest.raises(BuildError, match="seeds of one entry but ran different configurations"):
+        summarize(load_runs(tmp_path)[0])
+
+
+def test_methods_with_identical_per_user_results_are_named(tmp_path: Path) -> None:
+    for seed in (1, 2):
+        write_ok_run(tmp_path, "L-beauty-k3", "alpha", seed, 0.0)
+        write_ok_run(tmp_path, "L-beauty-k3", "gamma", seed, 0.1)
+        write_variant(tmp_path, "L-beauty-k3", "twin", seed, 0.0)  # alpha's per-user values exactly
     board = summarize(load_runs(tmp_path)[0])
-    cells = board.tasks["C-cloth"].cells
-    assert len(cells) == 2 and all(len(c.ok_runs) == 1 for c in cells.values())
-    labels = sorted(board.labels[key] for key in cells)
-    assert all(label.startswith("alpha @") for label in labels) and labels[0] != labels[1]
+    assert board.tasks["L-beauty-k3"].identical == ((("alpha", ""), ("twin", "")),)
+    assert "- L-beauty-k3: alpha = twin" in render(board)["LEADERBOARD.md"]
 
 
 def test_a_task_whose_audit_fails_is_reported_not_ranked(tmp_path: Path) -> None:
@@ -486,7 +533,7 @@ def test_a_task_whose_audit_fails_is_reported_not_ranked(tmp_path: Path) -> None
 
 def test_twenty_methods_get_twenty_distinct_colour_and_marker_pairs() -> None:
     def look(index: int) -> tuple[str, str]:
-        svg = site._marker(index, 50.0, 50.0, 4)
+        svg = plots._marker(index, 50.0, 50.0, 4)
         shape = re.match(r"<(\w+)", svg).group(1)
         if shape == "polygon":  # triangle, diamond and cross differ in their number of corners
             corners = re.search(r'points="([^"]*)"', svg).group(1).split()
@@ -497,9 +544,9 @@ def test_twenty_methods_get_twenty_distinct_colour_and_marker_pairs() -> None:
     assert len(set(looks)) == 20
     assert all(looks[i][0] != looks[i + 1][0] and looks[i][1] != looks[i + 1][1] for i in range(19))
     # a scatter of 20 methods draws each legend entry with its own pair
-    points = [site.Point(f"m{i:02d}", i, 10.0 * (i + 1), float(i)) for i in range(20)]
-    svg = site.svg_scatter("t", points, "x", "y")
-    assert all(site._marker(i, site._W + 19, site._TOP + 8 + 16 * i, 4) in svg for i in range(20))
+    points = [plots.Point(f"m{i:02d}", i, 10.0 * (i + 1), float(i)) for i in range(20)]
+    svg = plots.svg_scatter("t", points, "x", "y")
+    assert all(plots._marker(i, plots._W + 19, plots._TOP + 8 + 16 * i, 4) in svg for i in range(20))
 
 
 def _plain(markdown_cell: str) -> str:
@@ -516,10 +563,10 @@ def test_show_prints_the_numbers_of_the_markdown(
     for family in ("R", "L", "C"):
         ranked = board.family_tasks[family]
         section = shown.split(f"Family {family}: ", 1)[1].split("\nFamily ", 1)[0]
-        for key in site._family_entries(board, family):
+        for key in views.family_entries(board, family):
             line = next(ln for ln in section.splitlines() if ln.startswith(board.labels[key] + " "))
             for task_id in ranked:
-                cell = site._md_cell(board.tasks[task_id].cells.get(key), site.RANK_METRIC[family], True)
+                cell = md_page._md_cell(board.tasks[task_id].cells.get(key), site.RANK_METRIC[family], True)
                 assert _plain(cell) in line, (key, task_id)
                 assert cell in markdown
     assert "C-cloth-published" in shown.split("Reported, not ranked")[-1]
@@ -583,7 +630,7 @@ def test_method_card_shows_summary_defaults_and_tuning(
     from benchmark.registry import load_method
 
     cls = load_method("mf-target")
-    assert f"<dt>Summary</dt><dd>{site.esc(cls.summary)}</dd>" in card
+    assert f"<dt>Summary</dt><dd>{formatting.esc(cls.summary)}</dd>" in card
     assert "<dt>Package</dt><dd>coldbench " in card and "<code>R</code>: dim=32" in card
     tuned = card.split("</dl>\n", 1)[1]
     assert tuned.startswith("<h2>Tuning: 2 configurations per task group, validation users, seed 0</h2>")

@@ -320,3 +320,47 @@ def test_no_method_writes_to_the_shared_encoded_task(family: str) -> None:
             outcome = execute(enc, cls, cls.default_config(family), 0)
             assert fingerprint(enc) == before, f"{name} modified the encoded task"
             assert outcome.status == "ok", (name, outcome.error)
+
+
+def test_record_identity_keeps_standard_set_and_tuned_configs_apart(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Task, method, configuration, seed: a ``--set`` run gets its own record, never the standard one's."""
+    from benchmark import tuning
+
+    task, method = "R-books2movies-b20-k0", "bias-transfer"
+    assert cli_run(method, task, data_dir, tmp_path) == 0
+    standard = load_record(tmp_path / task / method / "seed-0.json")
+    default = json.dumps(standard.method.config["lambda_cold"]).replace(" ", "")
+    assert cli_run(method, task, data_dir, tmp_path, "--set", "lambda_cold=[1.0]") == 0
+    assert cli_run(method, task, data_dir, tmp_path, "--set", f"lambda_cold={default}") == 0  # the default
+    folders = sorted(p.name for p in (tmp_path / task).iterdir() if p.name.startswith(method))
+    assert len(folders) == 2 and folders[1].startswith(f"{method}@set-")
+    other = load_record(tmp_path / task / folders[1] / "seed-0.json")
+    again = load_record(tmp_path / task / method / "seed-0.json")  # rewritten by the third run
+    assert standard.method.variant == again.method.variant == ""
+    assert (again.method.config_hash, again.metrics) == (standard.method.config_hash, standard.metrics)
+    assert other.method.variant == folders[1].split("@")[1] == f"set-{other.method.config_hash[:12]}"
+    assert other.method.config["lambda_cold"] == [1.0] and other.metrics != standard.metrics
+
+    group = tuning.group_of(task)  # a tuned group: its winner becomes the standard configuration
+    entry = {"complete": True, "config": {"lambda_cold": [1.0]}, "trials": [{"status": "ok"}] * 8}
+    tuned_file = {"groups": {group.name: entry}}
+    (tmp_path / "tuned").mkdir()
+    (tmp_path / "tuned" / f"{method}.toml").write_text(tuning.dumps(tuned_file))
+    monkeypatch.setenv(tuning.TUNED_ENV, str(tmp_path / "tuned"))
+    assert cli_run(method, task, data_dir, tmp_path) == 0
+    tuned = load_record(tmp_path / task / method / "seed-0.json")
+    assert tuned.method.variant == "" and tuned.method.trials == 8
+    assert tuned.method.config_hash == other.method.config_hash and tuned.metrics == other.metrics
+
+    # tuning that keeps a record's configuration re-stamps its trials instead of running the cell again
+    from benchmark.bench import DoneCheck
+    from benchmark.suite import Cell
+
+    entry["trials"] = [{"status": "ok"}] * 5
+    (tmp_path / "tuned" / f"{method}.toml").write_text(tuning.dumps(tuned_file))
+    done = DoneCheck(tmp_path, runner.code_info(), retry_failed=False)
+    assert done(Cell(task, method, 0), tuned.task.split_hash)
+    restamped = load_record(tmp_path / task / method / "seed-0.json")
+    assert restamped.method.trials == 5 and restamped.metrics == tuned.metrics

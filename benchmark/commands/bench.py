@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmark.cli import UsageError, add_specs_option
+
+if TYPE_CHECKING:
+    from benchmark.executors import Executor
 
 
 def non_negative_int(text: str) -> int:
@@ -52,6 +56,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=2,
         help="worker processes (default 2; at most the CPUs, and jobs x threads never more; 1 = one worker)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=("process", "ray"),
+        default="process",
+        help="where cells run: supervised worker processes here (default), or Ray actors"
+        " (needs the coldbench[ray] extra)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="with --executor ray: an existing Ray cluster (auto, HOST:PORT, ray://...); default: start a"
+        " local Ray instance for this run. --jobs is then capped by the cluster's CPUs",
     )
     parser.add_argument("--results", type=Path, default=Path("runs/results"), help="records folder")
     parser.add_argument(
@@ -108,6 +125,7 @@ def _bench(args: argparse.Namespace) -> int:
     from tasks.catalog import resolve_data_dir
     from tasks.search import use_spec_dirs
 
+    executor = _executor(args)
     use_spec_dirs(args.specs)
     suite = _suite(args)
     _check_outputs(args)
@@ -128,15 +146,36 @@ def _bench(args: argparse.Namespace) -> int:
             on_record=logger,
             overrides=parse_overrides(args.overrides),
             rerun=args.rerun,
+            executor=executor,
         )
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
+    finally:
+        close = getattr(executor, "close", None)
+        if close is not None:
+            close()
     _report(suite.name, summary)
     if not args.no_leaderboard:
         code = _leaderboard(args)
         if code:
             return code
     return 1 if summary.failed else 0
+
+
+def _executor(args: argparse.Namespace) -> Executor:
+    """The executor the options name; a missing Ray is a usage error naming the extra, before any work."""
+    from benchmark.executors import ProcessExecutor
+
+    if args.executor == "process":
+        if args.address is not None:
+            raise UsageError("--address needs --executor ray")
+        return ProcessExecutor()
+    from benchmark.ray_executor import RayExecutor, RayMissing
+
+    try:
+        return RayExecutor(args.address)
+    except RayMissing as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _report(name: str, summary) -> None:

@@ -47,7 +47,7 @@ def _job(args: argparse.Namespace):
 
     from benchmark.bench import CellJob
     from benchmark.registry import load_method, registration
-    from benchmark.runner import parse_overrides, resolve_config
+    from benchmark.runner import cell_config, parse_overrides, resolve_config
     from benchmark.suite import Cell
     from tasks import artifact
     from tasks.cache import default_cache_dir, require_writable
@@ -82,12 +82,13 @@ def _job(args: argparse.Namespace):
         save_predictions=args.save_predictions,
         device=args.device,
         command=shlex.join(["coldbench", *sys.argv[1:]]),
+        variant=cell_config(args.method, cls, spec, overrides).variant,
     )
 
 
 def _run(args: argparse.Namespace) -> int:
     from benchmark.bench import run_jobs
-    from benchmark.records import load_record, record_path
+    from benchmark.records import load_record
     from benchmark.registry import RegistryError
     from tasks.search import use_spec_dirs
 
@@ -103,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
             f"coldbench: crashed: {cell.task} {cell.method} seed {cell.seed}: {done.error}", file=sys.stderr
         )
         return 1
-    path = record_path(args.out, cell.task, cell.method, cell.seed)
+    path = job.record
     record = load_record(path)
     if record.status != "ok":
         reason = (record.error or "").splitlines()[0] if record.error else record.status

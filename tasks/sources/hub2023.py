@@ -12,6 +12,13 @@ variants of one product are one item. Files are read by the packaged ``csv`` / `
 never enabled, so only data is downloaded. Rows stay in Arrow (``read_category_arrow``) until the caller has
 filtered them, so a category of tens of millions of ratings never becomes Python objects.
 
+Memory. ``datasets`` returns a memory-mapped table, and every page of it that is read stays in the process's
+resident memory while the mapping lives (a 10-million-row category is about 700 MB of text columns). So the
+reader takes only the names of the Arrow cache files, lets the mapping go, and streams the files in blocks
+of ``BLOCK_ROWS`` rows: each block is checked and converted, and only compact columns are kept (user and item
+as int32 codes into one dictionary of distinct IDs, rating float64, time int64; ``COMPACT_SCHEMA``). A block
+that fails a check sends the reader back to the whole-table path, which names the file and line exactly.
+
 The revision is the hub's ``main`` branch unless a commit hash is given; ``resolve_revision`` asks the hub
 which commit that is, so that a task can record it and read every category at that one commit. The
 categories a task may use are declared in ``tasks/datasets/amazon-reviews-2023.toml``.
@@ -33,7 +40,7 @@ import gzip
 import os
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import datasets
@@ -44,7 +51,7 @@ import pyarrow.compute as pc
 
 from tasks.schema import ARROW_SCHEMA, DataError, canonical, check_ratings, deduplicate
 from tasks.sources.reviews_json import JsonFields, bad_line_error, first_invalid_row
-from tasks.sources.text import require_file, require_values, to_float, to_int
+from tasks.sources.text import NON_NEGATIVE, NUMBER, require_file, require_values, to_float, to_int
 
 REPOSITORY = "McAuley-Lab/Amazon-Reviews-2023"
 DEFAULT_REVISION = "main"
@@ -55,6 +62,17 @@ FIELDS = JsonFields(user="user_id", item="parent_asin", rating="rating", ts="tim
 CSV_COLUMNS = [FIELDS.user, FIELDS.item, FIELDS.rating, FIELDS.ts]
 STRING_FEATURES = datasets.Features({c: datasets.Value("string") for c in CSV_COLUMNS})
 HINT = f"files come from the hub repository {REPOSITORY} (see tasks/sources/hub2023.py)"
+BLOCK_ROWS = 1 << 20  # rows checked and converted at a time
+IDS = pa.dictionary(pa.int32(), pa.string())
+COMPACT_SCHEMA = pa.schema(  # the canonical columns (tasks.schema.ARROW_SCHEMA) with dictionary-encoded IDs
+    [
+        ("domain", pa.dictionary(pa.int8(), pa.string())),
+        ("user", IDS),
+        ("item", IDS),
+        ("rating", pa.float64()),
+        ("ts", pa.int64()),
+    ]
+)
 
 
 def hub_path(category: str, kind: str = "rating_only", core: str = "5core") -> str:
@@ -135,11 +153,15 @@ def read_category(
         source = str(data_files[category])
     else:
         source = hub_url(category, kind, core, revision)
-    return canonical(read_category_arrow(category, source, cache_dir).to_pandas())
+    return canonical(read_category_arrow(category, source, cache_dir).cast(ARROW_SCHEMA).to_pandas())
 
 
 def read_category_arrow(category: str, source: str, cache_dir: str | Path | None = None) -> pa.Table:
-    """The rows of one file (local path or ``hf://`` URL) as a canonical Arrow table, duplicates kept."""
+    """The rows of one file (local path or ``hf://`` URL), duplicates kept, in ``COMPACT_SCHEMA``.
+
+    The canonical columns with dictionary-encoded IDs (``.cast(ARROW_SCHEMA)`` gives plain strings), read
+    block by block from the ``datasets`` cache (see the module's "Memory").
+    """
     remote = "://" in source
     if not remote:
         require_file(Path(source), HINT)
@@ -166,10 +188,160 @@ def read_category_arrow(category: str, source: str, cache_dir: str | Path | None
         raise _describe(exc.__cause__ or exc, source, remote) from exc
     except (EOFError, OSError, zlib.error, ValueError) as exc:
         raise _describe(exc, source, remote) from exc
-    table = dataset.data.table
+    files = [f["filename"] for f in dataset.cache_files]
+    table = None if files else dataset.data.table  # an in-memory dataset has no files to stream
+    size = dataset.num_rows
+    del dataset  # unmaps the cache files: their pages read so far leave the resident set
+    blocks = _blocks(files, table)
+    try:
+        return _compact(category, blocks, _CsvBlock() if builder == "csv" else _json_block, size)
+    except _Irregular:
+        pass
+    finally:
+        blocks.close()
+        pa.default_memory_pool().release_unused()  # the blocks' buffers, kept by the allocator otherwise
+    whole = table if table is not None else pa.concat_tables([_read_ipc(f) for f in files])
     if builder == "csv":
-        return _from_csv(table, source, category)
-    return _from_json(table, source, category, remote)
+        checked = _from_csv(whole, source, category)
+    else:
+        checked = _from_json(whole, source, category, remote)
+    return checked.cast(COMPACT_SCHEMA)  # reached only when the block checks were stricter than these
+
+
+class _Irregular(Exception):
+    """A block failed a check: the whole-table path reads the file again to name the problem exactly."""
+
+
+Converted = tuple[pa.Array, pa.Array, np.ndarray, np.ndarray]  # user, item, rating, ts in seconds
+
+
+def _blocks(files: list[str], table: pa.Table | None) -> Iterator[pa.Table]:
+    """The rows in blocks of about ``BLOCK_ROWS``, read from the cache files (not memory-mapped)."""
+    batches = _file_batches(files) if table is None else iter(table.to_batches())
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= BLOCK_ROWS:
+            yield pa.Table.from_batches(pending).combine_chunks()
+            pending, rows = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending).combine_chunks()
+
+
+def _read_ipc(path: str) -> pa.Table:
+    with pa.OSFile(path) as handle:
+        return pa.ipc.open_stream(handle).read_all()
+
+
+def _file_batches(files: list[str]) -> Iterator[pa.RecordBatch]:
+    for path in files:  # the Arrow IPC streams that `datasets` writes, in the dataset's row order
+        with pa.OSFile(path) as handle:
+            yield from pa.ipc.open_stream(handle)
+
+
+class _Codes:
+    """Strings as int32 codes into one dictionary that grows block by block (values in first-seen order)."""
+
+    def __init__(self, size: int) -> None:
+        self.values = pa.array([], pa.string())
+        self.codes = np.empty(size, dtype=np.int32)
+
+    def add(self, strings: pa.Array, at: int) -> None:
+        fresh = pc.unique(strings)
+        if len(self.values):
+            fresh = fresh.filter(pc.invert(pc.is_in(fresh, value_set=self.values)))
+        if len(fresh):
+            self.values = pa.concat_arrays([self.values, fresh])
+        found = pc.index_in(strings, value_set=self.values).to_numpy(zero_copy_only=False)
+        self.codes[at : at + len(strings)] = found
+
+    def array(self, rows: int) -> pa.DictionaryArray:
+        return pa.DictionaryArray.from_arrays(pa.array(self.codes[:rows]), self.values)
+
+
+def _compact(
+    category: str, blocks: Iterator[pa.Table], convert: Callable[[pa.Table], Converted | None], size: int
+) -> pa.Table:
+    """Convert the blocks into one ``COMPACT_SCHEMA`` table; ``size`` bounds the rows (the dataset's)."""
+    users, items = _Codes(size), _Codes(size)
+    rating = np.empty(size, dtype=np.float64)
+    ts = np.empty(size, dtype=np.int64)
+    rows = 0
+    for block in blocks:
+        converted = convert(block)
+        if converted is None:
+            continue
+        user, item, block_rating, block_ts = converted
+        if rows + len(block_rating) > size:
+            raise _Irregular
+        users.add(user, rows)
+        items.add(item, rows)
+        rating[rows : rows + len(block_rating)] = block_rating
+        ts[rows : rows + len(block_ts)] = block_ts
+        rows += len(block_rating)
+    if rows == 0:
+        raise _Irregular
+    domain = pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, dtype=np.int8)), pa.array([category]))
+    columns = [domain, users.array(rows), items.array(rows), pa.array(rating[:rows]), pa.array(ts[:rows])]
+    return pa.table(columns, schema=COMPACT_SCHEMA)
+
+
+class _CsvBlock:
+    """The checks of ``_from_csv`` on one block (any failure is ``_Irregular``) and its converted columns.
+
+    Blank rows are allowed only at the end of the file: a block that ends in blank rows is remembered, and
+    data after them is irregular (the whole-table path reports the first blank line as missing values).
+    """
+
+    def __init__(self) -> None:
+        self.blank_tail = False
+
+    def __call__(self, block: pa.Table) -> Converted | None:
+        present = np.zeros(block.num_rows, dtype=bool)
+        for name in CSV_COLUMNS:
+            present |= pc.fill_null(pc.not_equal(block[name], ""), False).to_numpy(zero_copy_only=False)
+        filled = np.flatnonzero(present)
+        if len(filled) == 0:
+            self.blank_tail = self.blank_tail or block.num_rows > 0
+            return None
+        if self.blank_tail:
+            raise _Irregular
+        end = int(filled[-1]) + 1
+        self.blank_tail = end < block.num_rows
+        block = block.slice(0, end)
+        for name in CSV_COLUMNS:
+            if pc.any(pc.fill_null(pc.equal(pc.utf8_trim_whitespace(block[name]), ""), True)).as_py():
+                raise _Irregular
+        text = block[FIELDS.rating]
+        if not pc.all(pc.match_substring_regex(text, NUMBER)).as_py():
+            raise _Irregular
+        rating = pc.cast(pc.utf8_trim_whitespace(text), pa.float64()).to_numpy(zero_copy_only=False)
+        if not ((rating >= 1.0) & (rating <= 5.0)).all():
+            raise _Irregular
+        text = block[FIELDS.ts]
+        if not pc.all(pc.match_substring_regex(text, NON_NEGATIVE)).as_py():
+            raise _Irregular
+        ts_ms = pc.cast(pc.utf8_trim_whitespace(text), pa.int64()).to_numpy(zero_copy_only=False)
+        user, item = (_strings(block[c]).combine_chunks() for c in (FIELDS.user, FIELDS.item))
+        return user, item, rating, np.floor_divide(ts_ms, 1000)
+
+
+def _json_block(block: pa.Table) -> Converted:
+    """The checks of ``_from_json`` on one block (any failure is ``_Irregular``) and its converted columns."""
+    if any(c not in block.column_names for c in CSV_COLUMNS):
+        raise _Irregular
+    try:
+        typed = pa.table({f.name: pc.cast(block[f.name], f.type) for f in FIELDS.schema()})
+        if first_invalid_row(typed, FIELDS) is not None:
+            raise _Irregular
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise _Irregular from exc
+    rating = typed[FIELDS.rating].to_numpy(zero_copy_only=False)
+    ts_ms = typed[FIELDS.ts].to_numpy(zero_copy_only=False)
+    user, item = (typed[c].combine_chunks() for c in (FIELDS.user, FIELDS.item))
+    return user, item, rating, np.floor_divide(ts_ms, 1000)
 
 
 def _offline() -> bool:

@@ -18,6 +18,9 @@ import pyarrow.csv as pacsv
 
 from tasks.schema import DataError
 
+NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"  # what ``to_float`` accepts
+NON_NEGATIVE = r"^\s*\d{1,18}\s*$"  # what ``to_int`` accepts
+
 
 def require_file(path: Path, hint: str = "") -> Path:
     """Fail with one clear message when ``path`` is missing or empty."""
@@ -116,9 +119,7 @@ def first_line(mask: np.ndarray, offset: int) -> int:
 
 def to_float(column: pa.ChunkedArray | pa.Array, path: Path, field: str, offset: int) -> np.ndarray:
     """Parse a string column as float64; the first non-number is reported with its line."""
-    ok = pc.match_substring_regex(column, r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$").to_numpy(
-        zero_copy_only=False
-    )
+    ok = pc.match_substring_regex(column, NUMBER).to_numpy(zero_copy_only=False)
     if not ok.all():
         strings = column.to_numpy(zero_copy_only=False)
         line = first_line(~ok, offset)
@@ -128,7 +129,7 @@ def to_float(column: pa.ChunkedArray | pa.Array, path: Path, field: str, offset:
 
 def to_int(column: pa.ChunkedArray | pa.Array, path: Path, field: str, offset: int) -> np.ndarray:
     """Parse a string column of non-negative integers (timestamps, re-indexed IDs) as int64."""
-    ok = pc.match_substring_regex(column, r"^\s*\d{1,18}\s*$").to_numpy(zero_copy_only=False)
+    ok = pc.match_substring_regex(column, NON_NEGATIVE).to_numpy(zero_copy_only=False)
     if not ok.all():
         strings = column.to_numpy(zero_copy_only=False)
         line = first_line(~ok, offset)

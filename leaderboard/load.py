@@ -1,0 +1,180 @@
+"""Loading and validation of run records: nothing reaches a table that was not checked here first.
+
+Inputs: the records ``<results>/<task>/<method>[@<variant>]/seed-<S>.json`` and the per-user metric files
+next to them (``artifacts["per_user"]``, Parquet: ``user`` plus one float column per user-level metric).
+Every record is validated before use (schema, location, finite metrics, readable per-user file); an invalid
+one stops the build with a ``RecordError`` naming the file, unless ``skip_invalid`` is set: then it is left
+out and listed on the page.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from benchmark.records import RecordError, RunRecord, iter_records, load_record, record_path
+from benchmark.verify import check_side_files
+from leaderboard.families import RANK_METRIC
+
+EntryKey = tuple[str, str]  # (method name, variant): "" is the standard (tuned or default) configuration
+
+
+class BuildError(Exception):
+    """Records that are each valid but cannot be compared (conflicting task definitions or directions)."""
+
+
+def entry_key(record: RunRecord) -> EntryKey:
+    """The leaderboard entry a record belongs to: one per method and configuration variant.
+
+    The standard variant ("") is the configuration bench runs, tuned per task group where a group was tuned,
+    so its config hash may differ between tasks; a profile (``reference``) or ``--set`` run is another entry.
+    The single place that decides which records are seeds of the same entry; the labels shown for the keys
+    come from ``leaderboard.aggregate._labels``.
+    """
+    return (record.method.name, record.method.variant)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A validated record, its path relative to the results folder, and its per-user values (ok runs)."""
+
+    path: str
+    record: RunRecord
+    per_user: pd.DataFrame | None
+
+    @property
+    def entry(self) -> EntryKey:
+        return entry_key(self.record)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A record left out under ``skip_invalid``, kept so that the pages can say which and why."""
+
+    path: str
+    reason: str
+
+
+def run_order(run: Run) -> tuple:
+    """The one order of runs on every page, so output does not depend on the file system's listing."""
+    method = run.record.method
+    return (run.record.task.id, method.name, method.variant, method.config_hash, run.record.seed)
+
+
+def _refuse(path: Path, message: str) -> RecordError:
+    return RecordError(f"{path}: {message}")
+
+
+def _check_location(path: Path, rel: Path, record: RunRecord) -> None:
+    """The file must sit where the runner writes it, so a copied or renamed record cannot pose as another."""
+    expected = record_path(Path(), *record.path_parts).parts
+    if rel.parts != expected:
+        raise _refuse(
+            path,
+            f"record for task {record.task.id!r}, method {record.method.name!r}, "
+            f"seed {record.seed} is stored at {rel.as_posix()!r}, expected {'/'.join(expected)!r}",
+        )
+
+
+def _read_per_user_table(path: Path, name: str) -> pa.Table:
+    """The per-user Parquet file next to the record, refused unless it has a unique string ``user`` column."""
+    if name in {".", ".."} or Path(name).name != name or "\\" in name:
+        raise _refuse(path, f"artifacts.per_user {name!r} is not a plain file name next to the record")
+    file = path.with_name(name)
+    try:
+        table = pq.read_table(file)
+    except (OSError, pa.ArrowException) as exc:
+        raise _refuse(
+            path, f"per-user file {name!r} is missing or unreadable ({type(exc).__name__})"
+        ) from exc
+    if "user" not in table.column_names:
+        raise _refuse(path, f"per-user file {name!r} has no 'user' column")
+    if not (
+        pa.types.is_string(table.schema.field("user").type)
+        or pa.types.is_large_string(table.schema.field("user").type)
+    ):
+        raise _refuse(path, f"per-user file {name!r}: 'user' is not a string column")
+    users = table.column("user")
+    if users.null_count or pc.count_distinct(users).as_py() != len(users):
+        raise _refuse(path, f"per-user file {name!r}: 'user' has missing or duplicate values")
+    return table
+
+
+def _load_per_user(path: Path, record: RunRecord) -> pd.DataFrame:
+    """The per-user values of the record's declared metrics; a non-numeric or infinite column is refused."""
+    name = record.artifacts.get("per_user")
+    if not name:
+        raise _refuse(path, "status ok but artifacts.per_user is missing (incomplete record)")
+    table = _read_per_user_table(path, name)
+    out = {"user": table.column("user").to_numpy(zero_copy_only=False).astype(str)}
+    for column in sorted(c for c in table.column_names if c in record.metric_directions):
+        kind = table.schema.field(column).type
+        if not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
+            raise _refuse(path, f"per-user file {name!r}: column {column!r} is not numeric ({kind})")
+        values = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+        if np.isinf(values).any():
+            raise _refuse(path, f"per-user file {name!r}: column {column!r} has an infinite value")
+        out[column] = values
+    return pd.DataFrame(out)
+
+
+def _load_run(results: Path, path: Path) -> Run:
+    """One record, validated; only ok runs carry metrics and per-user values worth checking."""
+    record = load_record(path)
+    rel = path.relative_to(results)
+    _check_location(path, rel, record)
+    per_user = None
+    if record.status == "ok":
+        bad = sorted(k for k, v in record.metrics.items() if not math.isfinite(v))
+        if bad:
+            raise _refuse(path, f"status ok but metric(s) {bad} are not finite")
+        per_user = _load_per_user(path, record)
+        _check_rank_metric(path, record, per_user)
+        check_side_files(path, record)
+    return Run(rel.as_posix(), record, per_user)
+
+
+def _check_rank_metric(path: Path, record: RunRecord, per_user: pd.DataFrame) -> None:
+    """The ranked number must be the mean of its per-user values: an edited record or file fails here."""
+    metric = RANK_METRIC[record.task.family]
+    if metric not in record.metrics or metric not in per_user.columns:
+        return
+    values = per_user[metric].to_numpy()
+    mean = float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+    if not math.isclose(record.metrics[metric], mean, rel_tol=1e-6, abs_tol=1e-9):
+        raise _refuse(
+            path,
+            f"metric {metric!r} is {record.metrics[metric]!r} but the mean of its per-user values is "
+            f"{mean!r} (record or per-user file edited?)",
+        )
+
+
+def load_runs(results: Path, skip_invalid: bool = False) -> tuple[list[Run], list[Skipped]]:
+    """Validate every record under ``results``; raise the first ``RecordError`` unless ``skip_invalid``."""
+    if not results.is_dir():
+        raise BuildError(f"results folder {results} does not exist")
+    runs: list[Run] = []
+    skipped: list[Skipped] = []
+    listed = iter_records(results)
+    strays = sorted(set(results.rglob("seed-*.json")) - set(listed))
+    for path in sorted([*listed, *strays]):
+        try:
+            if path in strays:
+                raise _refuse(
+                    path, "not at <results>/<task>/<method>[@<variant>]/seed-<S>.json, where records live"
+                )
+            runs.append(_load_run(results, path))
+        except RecordError as exc:
+            if not skip_invalid:
+                raise RecordError(f"{exc} (refusing to build; --skip-invalid leaves it out)") from exc
+            rel = path.relative_to(results).as_posix()
+            reason = str(exc).removeprefix(f"{path}: ")
+            skipped.append(Skipped(rel, reason))
+    return runs, skipped
