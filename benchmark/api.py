@@ -26,6 +26,7 @@ import torch
 from benchmark.protocols import FAMILIES
 
 __all__ = [
+    "AdaptMeter",
     "Budget",
     "BudgetExceeded",
     "ColdBatch",
@@ -100,7 +101,9 @@ class Interactions:
         return items, ratings, mask
 
 
-class _AdaptMeter:
+class AdaptMeter:
+    """The per-user adaptation steps a batch may take (``limit``) and the most any user took (``used``)."""
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
@@ -127,7 +130,7 @@ class ColdBatch:
     query_user: np.ndarray | None = None
     query_item: np.ndarray | None = None
     candidates: np.ndarray | None = None
-    _meter: _AdaptMeter = field(default_factory=lambda: _AdaptMeter(0), repr=False)
+    meter: AdaptMeter = field(default_factory=lambda: AdaptMeter(0), repr=False)  # set by the harness
 
     def __len__(self) -> int:
         return len(self.users)
@@ -139,11 +142,16 @@ class ColdBatch:
     @property
     def adapt_steps(self) -> int:
         """The per-user adaptation budget."""
-        return self._meter.limit
+        return self.meter.limit
+
+    @property
+    def adapt_steps_used(self) -> int:
+        """The most adaptation steps per user declared so far (what the record reports)."""
+        return self.meter.used
 
     def spend_adapt_steps(self, steps: int) -> None:
         """Declare ``steps`` gradient steps per user before taking them; over the budget raises."""
-        self._meter.spend(steps)
+        self.meter.spend(steps)
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,20 @@ class _Slot:
     limit: str = ""
 
 
+def track_phase(slot: Any, message: tuple, now: float, after_seconds: float) -> None:
+    """A worker's ``started``/``method_done`` report -> the slot's phase, deadline and limit text; shared by
+    the process and Ray executors so both stop a cell at the same ceiling plus grace."""
+    if message[0] == "started":
+        ceiling = float(message[2])
+        grace = kill_grace(ceiling)
+        slot.phase, slot.info, slot.started = "method", message[1], now
+        slot.deadline = now + ceiling + grace
+        slot.limit = f"the {ceiling:g}s wall-clock ceiling (+{grace:g}s)"
+    elif message[0] == "method_done":
+        slot.phase, slot.deadline = "after", now + after_seconds
+        slot.limit = f"the {after_seconds:g}s limit for writing the record"
+
+
 class Supervisor:
     """Run chunks of jobs on ``jobs`` supervised workers, yielding one ``Event`` per job as it ends."""
 
@@ -270,19 +284,8 @@ class Supervisor:
         return events
 
     def _message(self, slot: _Slot, message: tuple) -> list[Event]:
-        kind, now = message[0], time.monotonic()
-        if kind == "started":
-            ceiling = float(message[2])
-            grace = kill_grace(ceiling)
-            slot.phase, slot.info, slot.started = "method", message[1], now
-            slot.deadline, slot.limit = (
-                now + ceiling + grace,
-                f"the {ceiling:g}s wall-clock ceiling (+{grace:g}s)",
-            )
-        elif kind == "method_done":
-            slot.phase, slot.deadline = "after", now + self.after_seconds
-            slot.limit = f"the {self.after_seconds:g}s limit for writing the record"
-        elif kind == "done":
+        track_phase(slot, message, time.monotonic(), self.after_seconds)
+        if message[0] == "done":
             event = Event(slot.job, "done", result=message[1], info=slot.info, phase=slot.phase)
             slot.job = None
             return [event]

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from benchmark import metrics, protocols
-from benchmark.api import Budget, ColdBatch, Interactions, TrainView, _AdaptMeter
+from benchmark.api import AdaptMeter, Budget, ColdBatch, Interactions, TrainView
 from tasks.artifact import TaskData
 from tasks.spec import TaskSpec
 
@@ -190,7 +190,7 @@ def cold_batches(
             users=chunk,
             support=_subset(sup, s_keep, pos),
             history=view._batch_history(chunk),  # the cold users' own input: not charged to the budget
-            _meter=_AdaptMeter(adapt_limit),
+            meter=AdaptMeter(adapt_limit),
         )
         if ratings:
             batch.query_user = pos[qry.user[q_rows]]
@@ -223,7 +223,9 @@ class _Scorer:
         self.enc = enc
         self.qry = enc.tables[query].rows
         self.sup = enc.tables[support].rows
-        self.offset = int(enc.target_items[0]) if len(enc.target_items) else 0
+        target = enc.target_items  # the candidates: a score matrix's columns, in this order
+        self.column = np.full(len(enc.items), -1, dtype=np.int64)  # item index -> its column (any layout)
+        self.column[target] = np.arange(len(target))
 
     @staticmethod
     def applies(enc: EncodedTask, query: str) -> bool:
@@ -232,6 +234,11 @@ class _Scorer:
 
     def add(self, answer: _Answer, keep_predictions: bool) -> pd.DataFrame | None:
         raise NotImplementedError
+
+    def predictions(self, rows: np.ndarray, **columns: np.ndarray) -> pd.DataFrame:
+        """The predictions file's rows for query ``rows``: user and item ids, then ``columns``."""
+        users, items = self.enc.users[self.qry.user[rows]], self.enc.items[self.qry.item[rows]]
+        return pd.DataFrame({"user": users, "item": items, **columns})
 
     def finish(self, users: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         raise NotImplementedError
@@ -251,15 +258,7 @@ class _Ratings(_Scorer):
         self.pairs.append(np.stack([answer.out, truth]))
         if not keep_predictions:
             return None
-        rows = answer.q_rows
-        return pd.DataFrame(
-            {
-                "user": self.enc.users[self.qry.user[rows]],
-                "item": self.enc.items[self.qry.item[rows]],
-                "prediction": answer.out,
-                "rating": truth,
-            }
-        )
+        return self.predictions(answer.q_rows, prediction=answer.out, rating=truth)
 
     def finish(self, users: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         if not self.per_user:
@@ -277,20 +276,13 @@ class _Ranks(_Scorer):
         self.per_user: list[dict[str, np.ndarray]] = []
 
     def add(self, answer: _Answer, keep_predictions: bool) -> pd.DataFrame | None:
-        q_col = self.qry.item[answer.q_rows] - self.offset
-        s_col = self.sup.item[answer.s_rows] - self.offset
+        q_col = self.column[self.qry.item[answer.q_rows]]
+        s_col = self.column[self.sup.item[answer.s_rows]]
         ranks = metrics.query_ranks(answer.out, answer.batch.support.user, s_col, answer.q_user, q_col)
         self.per_user.append(metrics.ranking_per_user(ranks, answer.q_user, len(answer.batch)))
         if not keep_predictions:
             return None
-        rows = answer.q_rows
-        return pd.DataFrame(
-            {
-                "user": self.enc.users[self.qry.user[rows]],
-                "item": self.enc.items[self.qry.item[rows]],
-                "rank": ranks,
-            }
-        )
+        return self.predictions(answer.q_rows, rank=ranks)
 
     def finish(self, users: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         if not self.per_user:
@@ -314,8 +306,8 @@ class _SampledRanks(_Scorer):
 
     def add(self, answer: _Answer, keep_predictions: bool) -> pd.DataFrame | None:
         assert self.enc.negatives is not None
-        q_user, q_col = answer.q_user, self.qry.item[answer.q_rows] - self.offset
-        neg = self.enc.negatives[answer.q_rows] - self.offset
+        q_user, q_col = answer.q_user, self.column[self.qry.item[answer.q_rows]]
+        neg = self.column[self.enc.negatives[answer.q_rows]]
         ranks = metrics.sampled_ranks(answer.out[q_user, q_col], answer.out[q_user[:, None], neg])
         self.pairs.append({"user": answer.batch.users[q_user], **metrics.sampled_per_pair(ranks)})
         return None
@@ -359,7 +351,7 @@ def evaluate(
         start = time.perf_counter()
         out = np.asarray(predict(batch))
         t_predict += time.perf_counter() - start
-        steps = max(steps, batch._meter.used)
+        steps = max(steps, batch.adapt_steps_used)
         start = time.perf_counter()
         if batch.wants_ratings:
             metrics.validate_predictions(out, (len(q_rows),))

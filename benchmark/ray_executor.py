@@ -41,7 +41,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from benchmark.executors import THREAD_VARS, Event, JobFn, Supervisor, kill_grace
+from benchmark.executors import THREAD_VARS, Event, JobFn, Supervisor, track_phase
 
 EXTRA = "coldbench[ray]"
 # forwarded to every worker: a remote node does not inherit the driver's environment
@@ -224,18 +224,7 @@ class RaySupervisor:
             slot = by_key.get(key)
             if slot is None or slot.job is None:
                 continue
-            now = time.monotonic()
-            if message[0] == "started":
-                ceiling = float(message[2])
-                grace = kill_grace(ceiling)
-                slot.phase, slot.info, slot.started = "method", message[1], now
-                slot.deadline, slot.limit = (
-                    now + ceiling + grace,
-                    f"the {ceiling:g}s wall-clock ceiling (+{grace:g}s)",
-                )
-            elif message[0] == "method_done":
-                slot.phase, slot.deadline = "after", now + self.after_seconds
-                slot.limit = f"the {self.after_seconds:g}s limit for writing the record"
+            track_phase(slot, message, time.monotonic(), self.after_seconds)
 
     def _collect(self, ray: Any, slot: _Slot) -> list[Event]:
         """A finished call: its result, or a dead worker (retried once), or the job function's own error."""

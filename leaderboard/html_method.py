@@ -39,6 +39,7 @@ class MethodInfo:
     package: str = ""
     defaults: tuple[tuple[str, str], ...] = ()  # (family, "key=value, ...") from the TOML next to the module
     problem: str = ""
+    deviations: tuple[str, ...] = ()  # from the paper and the official code (``cls.deviations``)
 
 
 def method_info(name: str) -> MethodInfo:
@@ -54,7 +55,8 @@ def method_info(name: str) -> MethodInfo:
         defaults = tuple((family, _config_text(cls.default_config(family))) for family in cls.families)
     except (RegistryError, OSError, ValueError) as exc:  # a broken plugin or TOML costs its card only
         return MethodInfo(package=entry.dist, problem=first_line(str(exc)))
-    return MethodInfo(str(cls.summary), f"{entry.dist} {entry.dist_version}", defaults)
+    deviations = tuple(str(d) for d in getattr(cls, "deviations", ()))
+    return MethodInfo(str(cls.summary), f"{entry.dist} {entry.dist_version}", defaults, "", deviations)
 
 
 def _method_card(name: str, runs: Sequence[Run], info: MethodInfo) -> list[str]:
@@ -76,6 +78,9 @@ def _method_card(name: str, runs: Sequence[Run], info: MethodInfo) -> list[str]:
             + "<br>".join(f"<code>{esc(f)}</code>: {esc(text)}" for f, text in info.defaults)
             + "</dd>"
         )
+    if info.deviations:
+        items = "".join(f"<li>{esc(d)}</li>" for d in info.deviations)
+        body.append(f"<dt>Deviations from the paper and the official code</dt><dd><ul>{items}</ul></dd>")
     body.append(f"<dt>Configs</dt><dd>{len(keys)}</dd>")
     body.append(f"<dt>Records</dt><dd>{len(runs)} ({sum(r.record.status == 'ok' for r in runs)} ok)</dd>")
     body.append("</dl>")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
 
@@ -415,6 +416,22 @@ def test_the_column_wise_duplicate_rule_is_the_one_rule() -> None:
     got = deduplicate(canonical(got.to_pandas())).table  # sorted like the reference
     assert report is None and sum(removed.values()) == expected.rows_removed
     pd.testing.assert_frame_equal(got, expected.table, check_exact=False, rtol=1e-12)
+
+
+def test_filters_read_dictionary_encoded_ids_like_plain_strings() -> None:
+    """The hub reader hands ``reduce`` dictionary-encoded user/item columns: same rows, filters and report."""
+    rng = np.random.default_rng(5)
+    rows = [
+        (d, f"u{u}", f"i{i}")
+        for d, u, i in zip(
+            rng.choice(["A", "B"], 3000), rng.zipf(1.5, 3000) % 150, rng.zipf(1.3, 3000) % 90, strict=True
+        )
+    ]
+    plain = _frame(rows)
+    encoded = plain.set_column(1, "user", pc.dictionary_encode(plain["user"]))
+    encoded = encoded.set_column(2, "item", pc.dictionary_encode(encoded["item"]))
+    spec = _spec(min_user_interactions=2, min_item_interactions=3)
+    assert filters.reduce(encoded, ("A", "B"), spec) == filters.reduce(plain, ("A", "B"), spec)
 
 
 def test_sampling_is_deterministic_bounded_and_independent_of_row_order() -> None:

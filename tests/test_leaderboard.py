@@ -640,3 +640,12 @@ def test_method_card_shows_summary_defaults_and_tuning(
     again = tmp_path / "again"
     build(tmp_path / "results", again)
     assert read_tree(again) == pages  # the card's extra inputs keep the build deterministic
+
+
+def test_method_card_lists_the_deviations_from_the_paper(tmp_path: Path) -> None:
+    from methods.ptupcdr import PTUPCDR
+
+    write_ok_run(tmp_path, "R-b2m-b20-k3", "ptupcdr", 1, 0.0)
+    card = render(summarize(load_runs(tmp_path)[0]))[f"pages/{formatting.slug('method', 'ptupcdr')}"]
+    assert "Deviations from the paper and the official code" in card and len(PTUPCDR.deviations) >= 5
+    assert all(formatting.esc(d) in card for d in PTUPCDR.deviations)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.api import Budget, BudgetExceeded, ColdBatch, Interactions, TrainView, _AdaptMeter
+from benchmark.api import AdaptMeter, Budget, BudgetExceeded, ColdBatch, Interactions, TrainView
 from methods.maml import MAML, _rating_loss
 from methods.meta_model import DecisionLayers, MeLU, adapt, torch_func_meta_losses
 
@@ -152,7 +152,7 @@ def cold_batch(rows: Interactions, dom: np.ndarray, k: int, explicit: bool, adap
     def sub(r: np.ndarray) -> Interactions:
         return Interactions(pos[rows.user[r]], rows.item[r], rows.rating[r], rows.ts[r])
 
-    batch = ColdBatch(users=COLD, support=sub(sup), history=sub(src), _meter=_AdaptMeter(adapt_limit))
+    batch = ColdBatch(users=COLD, support=sub(sup), history=sub(src), meter=AdaptMeter(adapt_limit))
     if explicit:
         batch.query_user, batch.query_item = pos[rows.user[qry]], rows.item[qry]
     else:
@@ -211,7 +211,7 @@ def test_fit_predict_shapes_finite_deterministic_and_within_budget(family: str, 
     if family == "R":
         assert out.min() >= 1 and out.max() <= 5
     assert 0 < view.examples_used <= BUDGET.train_examples
-    assert batch._meter.used == method.inner_steps <= BUDGET.adapt_steps
+    assert batch.adapt_steps_used == method.inner_steps <= BUDGET.adapt_steps
     again, _, batch2 = fitted(family, k)
     np.testing.assert_array_equal(again.predict(batch2), out)
 
@@ -226,7 +226,7 @@ def test_k0_adapts_on_the_source_history_and_k3_on_the_support() -> None:
             Interactions(*(a[:0] for a in vars(batch.support).values())),
             batch.history,
             candidates=batch.candidates,
-            _meter=_AdaptMeter(20),
+            meter=AdaptMeter(20),
         )
     )
     assert not np.allclose(with_support, no_support)

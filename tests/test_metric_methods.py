@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.api import Budget, ColdBatch, Interactions, TrainView, _AdaptMeter
+from benchmark.api import AdaptMeter, Budget, ColdBatch, Interactions, TrainView
 from methods.metric_encoders import (
     ItemEncoder,
     ItemSet,
@@ -63,7 +63,7 @@ def cold_batch(view: TrainView, rows: Interactions, users: np.ndarray) -> ColdBa
     """K=0 batch of ``users``: ratings of their target rows (explicit) or scores of all target items."""
     empty = Interactions(*(np.zeros(0, dtype=t) for t in (np.int64, np.int64, np.float64, np.int64)))
     history = view._batch_history(users)  # as the harness serves cold users: not charged to the budget
-    batch = ColdBatch(users, empty, history, _meter=_AdaptMeter(view.budget.adapt_steps))
+    batch = ColdBatch(users, empty, history, meter=AdaptMeter(view.budget.adapt_steps))
     if view.explicit:
         pos = np.full(N_USERS, -1)
         pos[users] = np.arange(len(users))

@@ -329,6 +329,8 @@ def test_record_identity_keeps_standard_set_and_tuned_configs_apart(
     from benchmark import tuning
 
     task, method = "R-books2movies-b20-k0", "bias-transfer"
+    (tmp_path / "tuned").mkdir()  # no tuned file at first: the standard configuration is the TOML default
+    monkeypatch.setenv(tuning.TUNED_ENV, str(tmp_path / "tuned"))
     assert cli_run(method, task, data_dir, tmp_path) == 0
     standard = load_record(tmp_path / task / method / "seed-0.json")
     default = json.dumps(standard.method.config["lambda_cold"]).replace(" ", "")
@@ -346,9 +348,7 @@ def test_record_identity_keeps_standard_set_and_tuned_configs_apart(
     group = tuning.group_of(task)  # a tuned group: its winner becomes the standard configuration
     entry = {"complete": True, "config": {"lambda_cold": [1.0]}, "trials": [{"status": "ok"}] * 8}
     tuned_file = {"groups": {group.name: entry}}
-    (tmp_path / "tuned").mkdir()
     (tmp_path / "tuned" / f"{method}.toml").write_text(tuning.dumps(tuned_file))
-    monkeypatch.setenv(tuning.TUNED_ENV, str(tmp_path / "tuned"))
     assert cli_run(method, task, data_dir, tmp_path) == 0
     tuned = load_record(tmp_path / task / method / "seed-0.json")
     assert tuned.method.variant == "" and tuned.method.trials == 8

@@ -296,6 +296,21 @@ def test_hub_rating_only_csv_loads_through_datasets_with_seconds_and_parent_asin
     assert all("trust_remote_code" not in kwargs for _, kwargs in load_dataset_calls)
 
 
+def test_hub_reader_gives_the_same_rows_in_blocks_of_two(tmp_path, monkeypatch):
+    """The streamed reader (blocks, one growing ID dictionary) equals one whole block, duplicates included
+    across block edges."""
+    rng = np.random.default_rng(0)
+    ms = 1588615800000 + rng.integers(10**6, size=40)
+    lines = [f"U{rng.integers(6)},B{rng.integers(5)},{rng.integers(1, 6)}.0,{t}" for t in ms]
+    books = write(tmp_path / "Books.csv", HUB_HEADER + "\n".join(lines) + "\n")
+    whole, removed = hub2023.load_categories(["Books"], data_files={"Books": books}, cache_dir=tmp_path / "a")
+    monkeypatch.setattr(hub2023, "BLOCK_ROWS", 2)
+    blocks, removed_blocks = hub2023.load_categories(
+        ["Books"], data_files={"Books": books}, cache_dir=tmp_path / "b"
+    )
+    assert rows(blocks) == rows(whole) and removed_blocks == removed and removed["Books"] > 0
+
+
 def test_hub_review_jsonl_keeps_four_fields(tmp_path, load_dataset_calls):
     record = {
         "rating": 4.0,

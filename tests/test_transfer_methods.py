@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from benchmark import runner
-from benchmark.api import Budget, ColdBatch, Interactions, TrainView, _AdaptMeter
+from benchmark.api import AdaptMeter, Budget, ColdBatch, Interactions, TrainView
 from methods import REGISTRY
 from methods.cmf import CMF
 from methods.emcdr import EMCDR
@@ -126,12 +126,12 @@ class Planted:
         sup[order] = rank < self.k
         support = Interactions(c.user[sup], c.item[sup], c.rating[sup], c.ts[sup])
         query = Interactions(c.user[~sup], c.item[~sup], c.rating[~sup], c.ts[~sup])
-        meter = _AdaptMeter(self.budget.adapt_steps if adapt_steps is None else adapt_steps)
+        meter = AdaptMeter(self.budget.adapt_steps if adapt_steps is None else adapt_steps)
         history = self.view._batch_history(users)  # as the harness serves cold users: not charged
         if self.explicit:
-            batch = ColdBatch(users, support, history, query.user, query.item, _meter=meter)
+            batch = ColdBatch(users, support, history, query.user, query.item, meter=meter)
         else:
-            batch = ColdBatch(users, support, history, candidates=self.target_items, _meter=meter)
+            batch = ColdBatch(users, support, history, candidates=self.target_items, meter=meter)
         return batch, query
 
     def score(self, predict, users: np.ndarray) -> float:
@@ -190,7 +190,7 @@ def test_predictions_have_the_right_shape_are_finite_and_within_budget(name, fam
         assert out.shape == (len(task.test_users), len(task.target_items))
     assert np.isfinite(out).all()
     assert 0 < task.view.examples_used <= task.budget.train_examples
-    assert batch._meter.used <= task.budget.adapt_steps
+    assert batch.adapt_steps_used <= task.budget.adapt_steps
     assert task.validations >= 1, "model selection must go through view.validate"
 
 
@@ -239,7 +239,7 @@ def test_adaptation_respects_a_smaller_per_user_budget():
     method, task = fitted("emcdr", "R", 3)
     batch, _ = task.batch(task.test_users, adapt_steps=2)
     method.predict(batch)
-    assert batch._meter.used <= 2
+    assert batch.adapt_steps_used <= 2
 
 
 def test_batched_adaptation_equals_adapting_each_user_alone():

@@ -193,7 +193,6 @@ def _report(name: str, summary) -> None:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
-    from benchmark.cli import main
+    from benchmark.commands.leaderboard import build_pages
 
-    extra = ["--markdown", str(args.markdown)] if args.markdown else []
-    return main(["leaderboard", "build", "--results", str(args.results), "--out", str(args.site), *extra])
+    return build_pages(args.results, args.site, args.markdown)

@@ -56,21 +56,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    return build_pages(args.results, args.out, args.markdown, args.skip_invalid)
+
+
+def build_pages(results: Path, out: Path, markdown: Path | None, skip_invalid: bool = False) -> int:
+    """Build the site (and the Markdown copy); the exit status. ``bench`` calls this after its cells."""
+
     def warn(message: str) -> None:
         print(f"coldbench: warning: {message}", file=sys.stderr)
 
-    require_writable(args.out, "--out folder")
-    if args.markdown is not None:
-        require_writable(args.markdown.parent, "--markdown folder")
+    require_writable(out, "--out folder")
+    if markdown is not None:
+        require_writable(markdown.parent, "--markdown folder")
     try:
-        result = build(args.results, args.out, skip_invalid=args.skip_invalid, log=warn)
+        result = build(results, out, skip_invalid=skip_invalid, log=warn)
     except (RecordError, BuildError) as exc:
         print(f"coldbench: error: {exc}", file=sys.stderr)
         return 2
-    if args.markdown is not None:  # atomically: a full disk leaves the previous copy, never a truncated one
-        write_bytes_atomic(args.markdown, (args.out / MARKDOWN).read_bytes())
+    if markdown is not None:  # atomically: a full disk leaves the previous copy, never a truncated one
+        write_bytes_atomic(markdown, (out / MARKDOWN).read_bytes())
     print(
-        f"wrote {len(result.written)} files to {args.out} from {result.runs} records"
+        f"wrote {len(result.written)} files to {out} from {result.runs} records"
         + (f" ({len(result.skipped)} invalid records skipped)" if result.skipped else "")
         + (f"; removed {len(result.removed)} stale pages" if result.removed else "")
     )
