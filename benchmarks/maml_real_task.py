@@ -1,8 +1,9 @@
 """MAML end to end on a real task under both backends: torch.func (batched over users) and learn2learn.
 
 Runs the cell ``coldbench run --method maml --task TASK --seed SEED`` in this process through the runner
-(``benchmark.runner.run_cell``, tuned configuration where one exists, as ``coldbench run``), once with the
-default ``backend="torch.func"`` and once with ``--set backend=learn2learn``, and writes both records under
+(``benchmark.runner.run_cell``), both on the configuration ``coldbench run`` runs (the task group's tuned one
+where it exists, passed as ``--set`` values since ``--set`` applies to the TOML defaults), once with
+``backend="torch.func"`` and once with ``backend=learn2learn``, and writes both records under
 ``--records``. It reports each backend's metrics, their largest absolute difference, and the time per
 meta-step: seconds spent in ``MAML._train_epoch`` (meta-training without the per-epoch validation, which runs
 the same code under both backends) over the number of meta-steps (calls of the backend). Both runs draw the
@@ -37,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark.runner import run_cell
+from benchmark.tuning import tuned_config
 from methods import maml
 from tasks.catalog import resolve_data_dir
 
@@ -95,10 +97,10 @@ def run_backend(
     backend: str, task: str, seed: int, data_dir: Path, records: Path, tasks_dir: Path | None, threads: int
 ) -> dict[str, Any]:
     """One cell under ``backend``: its record's figures and the meter's."""
-    overrides = {} if backend == "torch.func" else {"backend": backend}
+    found = tuned_config("maml", task)  # --set applies to the TOML defaults: pass the tuned values too
+    overrides = {**(found[0] if found else {}), "backend": backend}
     command = ["coldbench", "run", "--method", "maml", "--task", task, "--seed", str(seed)]
-    if overrides:
-        command += ["--set", f"backend={backend}"]
+    command += [f"--set {k}={json.dumps(v)}" for k, v in overrides.items()]
     with metered(backend) as meter:
         result = run_cell(
             task,
