@@ -208,7 +208,10 @@ def chunked(jobs_list: list[CellJob], workers: int) -> list[tuple[CellJob, ...]]
 
 
 class DoneCheck:
-    """``is_done`` for many cells: the code version, each method's config hash and code computed once."""
+    """``is_done`` for many cells: the code version, each method's config hash and code computed once.
+
+    A current record whose configuration tuning kept gets its ``method.trials`` re-stamped here
+    (``restamp_trials``) instead of being run again."""
 
     def __init__(
         self,

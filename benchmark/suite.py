@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from benchmark.registry import available, load_method
-from tasks.schema import DataError
+from tasks.schema import DataError, read_toml
 from tasks.spec import all_specs
 
 SUITE_DIR = Path(str(resources.files("benchmark") / "suites"))
@@ -35,10 +34,7 @@ def load_suite(name: str, suite_dir: Path = SUITE_DIR) -> Suite:
     if not path.is_file():
         known = ", ".join(p.stem for p in sorted(suite_dir.glob("*.toml")))
         raise DataError(f"unknown suite {name!r} (no {path}); known: {known}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise DataError(f"{path}: not a readable TOML suite ({exc})") from exc
+    data = read_toml(path, "suite")
     specs = all_specs()
     tasks = tuple(specs) if data.get("tasks") == "all" else _names(data, "tasks", path)
     unknown = [t for t in tasks if t not in specs]

@@ -127,15 +127,19 @@ def _prediction_metrics(predictions: pd.DataFrame) -> dict[str, float]:
     return {m: _mean(v) for m, v in per_user.items()}
 
 
-def check_side_files(path: Path, record: RunRecord) -> None:
-    """Raise a RecordError unless every metric the side files determine matches the record."""
+def check_side_files(path: Path, record: RunRecord, per_user: pd.DataFrame | None = None) -> None:
+    """Raise a RecordError unless every metric the side files determine matches the record.
+
+    ``per_user``: the frame ``read_per_user`` returned for this record, when the caller read it already.
+    """
     if record.status != "ok":
         return
     bad = sorted(k for k, v in record.metrics.items() if not math.isfinite(v))
     if bad:
         raise _refuse(path, f"status ok but metric(s) {bad} are not finite")
     claimed = list(record.metrics)
-    found = {"per-user file": derived_metrics(read_per_user(path, record), claimed)}
+    frame = per_user if per_user is not None else read_per_user(path, record)
+    found = {"per-user file": derived_metrics(frame, claimed)}
     pred_file = _side_file(path, record, "predictions")
     if pred_file is not None:
         found["predictions file"] = _prediction_metrics(

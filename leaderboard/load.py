@@ -15,12 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from benchmark.records import RecordError, RunRecord, iter_records, load_record, record_path
-from benchmark.verify import check_side_files
+from benchmark.records import RecordError, RunRecord, iter_records, load_record
+from benchmark.verify import check_location, check_side_files, read_per_user
 from leaderboard.families import RANK_METRIC
 
 EntryKey = tuple[str, str]  # (method name, variant): "" is the standard (tuned or default) configuration
@@ -72,55 +69,17 @@ def _refuse(path: Path, message: str) -> RecordError:
     return RecordError(f"{path}: {message}")
 
 
-def _check_location(path: Path, rel: Path, record: RunRecord) -> None:
-    """The file must sit where the runner writes it, so a copied or renamed record cannot pose as another."""
-    expected = record_path(Path(), *record.path_parts).parts
-    if rel.parts != expected:
-        raise _refuse(
-            path,
-            f"record for task {record.task.id!r}, method {record.method.name!r}, "
-            f"seed {record.seed} is stored at {rel.as_posix()!r}, expected {'/'.join(expected)!r}",
-        )
+def _declared_values(path: Path, record: RunRecord, frame: pd.DataFrame) -> pd.DataFrame:
+    """The per-user values of the record's declared metrics as float64; an infinite value is refused.
 
-
-def _read_per_user_table(path: Path, name: str) -> pa.Table:
-    """The per-user Parquet file next to the record, refused unless it has a unique string ``user`` column."""
-    if name in {".", ".."} or Path(name).name != name or "\\" in name:
-        raise _refuse(path, f"artifacts.per_user {name!r} is not a plain file name next to the record")
-    file = path.with_name(name)
-    try:
-        table = pq.read_table(file)
-    except (OSError, pa.ArrowException) as exc:
-        raise _refuse(
-            path, f"per-user file {name!r} is missing or unreadable ({type(exc).__name__})"
-        ) from exc
-    if "user" not in table.column_names:
-        raise _refuse(path, f"per-user file {name!r} has no 'user' column")
-    if not (
-        pa.types.is_string(table.schema.field("user").type)
-        or pa.types.is_large_string(table.schema.field("user").type)
-    ):
-        raise _refuse(path, f"per-user file {name!r}: 'user' is not a string column")
-    users = table.column("user")
-    if users.null_count or pc.count_distinct(users).as_py() != len(users):
-        raise _refuse(path, f"per-user file {name!r}: 'user' has missing or duplicate values")
-    return table
-
-
-def _load_per_user(path: Path, record: RunRecord) -> pd.DataFrame:
-    """The per-user values of the record's declared metrics; a non-numeric or infinite column is refused."""
-    name = record.artifacts.get("per_user")
-    if not name:
-        raise _refuse(path, "status ok but artifacts.per_user is missing (incomplete record)")
-    table = _read_per_user_table(path, name)
-    out = {"user": table.column("user").to_numpy(zero_copy_only=False).astype(str)}
-    for column in sorted(c for c in table.column_names if c in record.metric_directions):
-        kind = table.schema.field(column).type
-        if not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
-            raise _refuse(path, f"per-user file {name!r}: column {column!r} is not numeric ({kind})")
-        values = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+    ``frame`` comes from ``benchmark.verify.read_per_user``, which already refused a missing, unreadable or
+    malformed file (users unique strings, one row per evaluated user, numeric columns).
+    """
+    out = {"user": frame["user"].to_numpy().astype(str)}
+    for column in sorted(c for c in frame.columns if c in record.metric_directions):
+        values = frame[column].to_numpy(np.float64)
         if np.isinf(values).any():
-            raise _refuse(path, f"per-user file {name!r}: column {column!r} has an infinite value")
+            raise _refuse(path, f"per-user file: column {column!r} has an infinite value")
         out[column] = values
     return pd.DataFrame(out)
 
@@ -128,17 +87,17 @@ def _load_per_user(path: Path, record: RunRecord) -> pd.DataFrame:
 def _load_run(results: Path, path: Path) -> Run:
     """One record, validated; only ok runs carry metrics and per-user values worth checking."""
     record = load_record(path)
-    rel = path.relative_to(results)
-    _check_location(path, rel, record)
+    check_location(path, results, record)
     per_user = None
     if record.status == "ok":
         bad = sorted(k for k, v in record.metrics.items() if not math.isfinite(v))
         if bad:
             raise _refuse(path, f"status ok but metric(s) {bad} are not finite")
-        per_user = _load_per_user(path, record)
+        frame = read_per_user(path, record)  # read once: the side-file check below reuses it
+        per_user = _declared_values(path, record, frame)
         _check_rank_metric(path, record, per_user)
-        check_side_files(path, record)
-    return Run(rel.as_posix(), record, per_user)
+        check_side_files(path, record, frame)
+    return Run(path.relative_to(results).as_posix(), record, per_user)
 
 
 def _check_rank_metric(path: Path, record: RunRecord, per_user: pd.DataFrame) -> None:

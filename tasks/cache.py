@@ -21,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tasks.checksums import sha256_file
 from tasks.schema import ARROW_SCHEMA, canonical
 
 DIGEST_KEY = "parquet_sha256"
@@ -93,14 +94,6 @@ def write_json_atomic(obj: object, path: Path) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _entry_problem(path: Path, meta: Path, stats_key: str) -> tuple[str, dict | None]:
     """Why a cache entry cannot be used ('' when it can), and its stats."""
     try:
@@ -111,7 +104,7 @@ def _entry_problem(path: Path, meta: Path, stats_key: str) -> tuple[str, dict | 
         return f"metadata {meta.name} lacks {stats_key!r}", None
     if DIGEST_KEY not in info:
         return "no content digest (written by an older version)", None
-    if sha256_of(path) != info[DIGEST_KEY]:
+    if sha256_file(path) != info[DIGEST_KEY]:
         return "sha256 differs from its metadata (edited or truncated)", None
     return "", info[stats_key]
 
@@ -140,7 +133,7 @@ def cached_table(cache_dir: Path, key: str, stats_key: str) -> tuple[pd.DataFram
 def store_table(cache_dir: Path, key: str, table: pd.DataFrame, stats_key: str, stats: dict) -> None:
     path = cache_dir / f"{key}.parquet"
     write_parquet_atomic(table, path, ARROW_SCHEMA)
-    write_json_atomic({stats_key: stats, DIGEST_KEY: sha256_of(path)}, cache_dir / f"{key}.json")
+    write_json_atomic({stats_key: stats, DIGEST_KEY: sha256_file(path)}, cache_dir / f"{key}.json")
 
 
 def require_writable(folder: Path, what: str) -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -41,7 +40,7 @@ import pyarrow as pa
 from tasks import filters, formats, search
 from tasks.cache import cache_key, cached_table, default_cache_dir, store_table
 from tasks.checksums import require_verified
-from tasks.schema import DataError, canonical, deduplicate
+from tasks.schema import DataError, canonical, deduplicate, read_toml
 from tasks.sources import hub2023
 
 READER_VERSION = 1
@@ -272,10 +271,7 @@ class DeclaredReader:
 
 
 def load_dataset_file(path: Path) -> Dataset:
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise DataError(f"{path}: not a readable TOML data-set declaration ({exc})") from exc
+    data = read_toml(path, "data-set declaration")
     dataset = parse_dataset(data, str(path))
     if dataset.name != path.stem:
         raise DataError(f"{path}: name {dataset.name!r} differs from the file name")

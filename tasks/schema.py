@@ -6,7 +6,9 @@ Columns (docs/design.md): ``domain`` (Amazon category name), ``user`` and ``item
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,14 @@ ARROW_SCHEMA = pa.schema(
 
 class DataError(ValueError):
     """Bad or missing input data; the message names the file and line (or key) and what to do."""
+
+
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML file's tables; an unreadable file, bad UTF-8 or bad TOML is one ``DataError`` naming it."""
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DataError(f"{path}: not a readable TOML {what} ({exc})") from exc
 
 
 def empty_table() -> pd.DataFrame:

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,7 +48,7 @@ from typing import Any
 
 from tasks import catalog, protocols, search
 from tasks.protocols import FAMILIES  # the one list of families (tuning reads it here)
-from tasks.schema import DataError
+from tasks.schema import DataError, read_toml
 
 SPEC_DIR = search.PACKAGE_TASKS
 CLEAN_RULES: dict[str, tuple[str, ...]] = {
@@ -344,10 +343,7 @@ def load_spec_file(
     path: Path, datasets: catalog.Found | None = None, metrics: Collection[str] | None = None
 ) -> TaskSpec:
     """One spec file, validated on its own and against its data set (``datasets``: default the registry)."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise DataError(f"{path}: not a readable TOML spec ({exc})") from exc
+    data = read_toml(path, "spec")
     spec = parse_spec(data, str(path))
     if spec.id != path.stem:
         raise DataError(f"{path}: id {spec.id!r} differs from the file name")
