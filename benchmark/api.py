@@ -12,6 +12,7 @@ task, with ``view.item_domain[i]`` giving item ``i``'s domain index into ``view.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 import tomllib
@@ -23,7 +24,18 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from benchmark.protocols import FAMILIES
+from benchmark.fitting import (
+    PREDICT,
+    MethodConfig,
+    Selection,
+    batch_seed,
+    cold_batch_keys,
+    init_linear,
+    rating_range_of,
+    run_generators,
+    select_epochs,
+)
+from benchmark.protocols import METHOD_DEFAULT_FAMILIES
 
 __all__ = [
     "AdaptMeter",
@@ -33,7 +45,12 @@ __all__ = [
     "Episode",
     "Interactions",
     "Method",
+    "MethodConfig",
+    "Selection",
     "TrainView",
+    "batch_seed",
+    "init_linear",
+    "select_epochs",
 ]
 
 
@@ -178,7 +195,12 @@ class TrainView:
     source history inside ``episodes`` and in the ``ColdBatch`` of a validated or tested cold user is served
     the same way: in episodes it is charged like ``batch_history``, in cold batches it is the cold users'
     input and free. ``n_rows`` counts a domain's rows for free. ``validate`` scores a prediction function on
-    the validation cold users, the only data for model selection and early stopping.
+    the validation cold users, the only data for model selection and early stopping; ``validate_pretrain``
+    scores it on the same users with their support withheld, the signal of a method's ``pretrain`` stage.
+
+    ``rating_range``: the task's rating scale, ``(lowest, highest)`` of the target domain's training ratings,
+    a fact free of budget (what a prediction may be clipped to); None for implicit data. Without one given,
+    the view reads it from its training rows.
     """
 
     def __init__(
@@ -197,6 +219,8 @@ class TrainView:
         budget: Budget,
         validator: Callable[[Callable[[ColdBatch], np.ndarray]], float],
         deadline: float,
+        rating_range: tuple[float, float] | None = None,
+        pretrain_validator: Callable[[Callable[[ColdBatch], np.ndarray]], float] | None = None,
     ) -> None:
         self.task_id = task_id
         self.family = family
@@ -211,12 +235,17 @@ class TrainView:
         self._train = train
         self._train_domain = train_domain
         self._validator = validator
+        self._pretrain_validator = pretrain_validator
         self._deadline = deadline
         self.examples_used = 0
         self.timed_out = False
         self._history_cache: dict[str, Interactions] = {}
         self._source_history: tuple[Interactions, np.ndarray, np.ndarray] | None = None
         self._charged: set[str] = set()  # domains whose rows ``history``/``batch_history`` already charged
+        self.rating_range = rating_range
+        if rating_range is None and explicit:
+            target = train_domain == self.domain_index(target_domain)
+            self.rating_range = rating_range_of(train.rating[target])
 
     # -- facts -----------------------------------------------------------------------------------------
     @property
@@ -385,24 +414,84 @@ class TrainView:
         """
         return self._validator(predict)
 
+    def validate_pretrain(self, predict: Callable[[ColdBatch], np.ndarray]) -> float:
+        """``validate`` with the validation users' support withheld: the K-independent selection signal.
+
+        Each validation cold user is scored on its ``valid_query`` from an empty support (the ``ColdBatch``
+        has no support rows; its source history is there as usual), with the same ranked metric as
+        ``validate``. The validation query is the rows after the support pool, the same for every K of a
+        task group (family L, family R at K>0), so this score is the same on every K task of the group:
+        what ``Method.pretrain`` selects epochs with, so that its result can be shared across K. A view
+        built without a harness (a test's) falls back to ``validate``.
+        """
+        return (self._pretrain_validator or self._validator)(predict)
+
+    # -- what the harness replays for a pretraining that came from the cache --------------------------------
+    @property
+    def charged_domains(self) -> tuple[str, ...]:
+        """The domains whose rows ``history``/``batch_history`` charged so far, sorted."""
+        return tuple(sorted(self._charged))
+
+    def replay_charges(self, examples_used: int, charged: Sequence[str]) -> None:
+        """Charge what a cached pretraining charged when it ran, so the run's accounting is the same."""
+        self.examples_used += int(examples_used)
+        self._charged.update(charged)
+
 
 class Method:
     """Base class of every method. Subclasses set the class attributes and implement ``fit`` and ``predict``.
 
-    ``families``: the task families the method supports (default: every registered family,
-    ``benchmark.protocols.FAMILIES``). ``summary``: one line for listings. ``paper``: the reference. Default
-    hyper-parameters live in a TOML file next to the module (``<module>.toml``) with one table per family
-    (``[R]``, ``[L]``, ``[C]``) over an optional ``[default]`` table.
+    ``families``: the task families the method supports (default: the cold-user families,
+    ``benchmark.protocols.METHOD_DEFAULT_FAMILIES``; a family such as cold items must be declared).
+    ``summary``: one line for listings. ``paper``: the reference. Default hyper-parameters live in a TOML
+    file next to the module (``<module>.toml``) with one table per family (``[R]``, ``[L]``, ``[C]``) over an
+    optional ``[default]`` table; ``self.config`` is a ``MethodConfig``, so a key missing there is an error
+    that names the TOML, never a default repeated in code.
+
+    Randomness (``benchmark.fitting``): ``rng`` and ``torch_generator`` are the run's one NumPy and one torch
+    generator, seeded from ``seed`` on first use; training and parameter initialization draw from them, and
+    no method seeds or reads a global generator. ``batch_rng(batch)`` gives a cold batch a generator of its
+    own (``batch_seed``), so that a prediction does not depend on the batches predicted before it.
+
+    Two-stage fit (optional). A method whose training has a K-independent part implements
+    ``pretrain(view) -> None``: it may read training data through the view and selects epochs only with
+    ``view.validate_pretrain`` (never the K-shot support), drawing from ``rng`` and ``torch_generator`` as
+    ``fit`` would. It declares what pretraining produced with ``pretrained_state()`` (tensors and plain
+    values: everything ``fit`` and ``predict`` need from it, ``selected`` entries included) and restores it
+    with ``load_pretrained(state)``. The harness either runs ``pretrain`` or loads a cached state of the
+    same (method, source, config, seed, training data, validation query, budget), then calls ``fit``,
+    which does only the K-dependent part (e.g. choosing adaptation steps with ``view.validate``); the run's
+    generators are restored to where pretraining left them, so both paths predict bit for bit the same.
+    ``fit`` alone (no stage before it) must still work: it then runs ``pretrain`` itself. Methods without
+    ``pretrain`` train in ``fit`` only.
     """
 
-    families: ClassVar[Sequence[str]] = FAMILIES
+    families: ClassVar[Sequence[str]] = METHOD_DEFAULT_FAMILIES
     summary: ClassVar[str] = ""
     paper: ClassVar[str] = ""
 
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
-        self.config = config
+        self.config = MethodConfig(config, type(self))
         self.seed = seed
         self.device = torch.device(device)
+
+    @functools.cached_property
+    def _generators(self) -> tuple[np.random.Generator, torch.Generator]:
+        return run_generators(self.seed)
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The run's NumPy generator: every draw of training (batches, episodes, negatives) comes from it."""
+        return self._generators[0]
+
+    @property
+    def torch_generator(self) -> torch.Generator:
+        """The run's torch generator (CPU): parameter initialization and torch-side draws of training."""
+        return self._generators[1]
+
+    def batch_rng(self, batch: ColdBatch) -> np.random.Generator:
+        """A generator of ``batch``'s own (seed, purpose, size, first users): predict's draws for it."""
+        return np.random.default_rng(batch_seed(self.seed, PREDICT, *cold_batch_keys(batch)))
 
     @classmethod
     def default_config(cls, family: str) -> dict[str, Any]:
@@ -413,6 +502,14 @@ class Method:
         return {**tables.get("default", {}), **tables.get(family, {})}
 
     def fit(self, view: TrainView, budget: Budget) -> None:
+        raise NotImplementedError
+
+    def pretrained_state(self) -> dict[str, Any]:
+        """What ``pretrain`` produced, as tensors and plain values (only for a method with ``pretrain``)."""
+        raise NotImplementedError
+
+    def load_pretrained(self, state: dict[str, Any]) -> None:
+        """Restore ``pretrained_state()`` of an earlier, identical pretraining instead of running it."""
         raise NotImplementedError
 
     def predict(self, batch: ColdBatch) -> np.ndarray:

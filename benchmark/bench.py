@@ -2,10 +2,10 @@
 
 A cell is done when its record exists, validates, its side files verify (``benchmark.verify``), and it
 matches the current split hash, method config hash, seed, code version (the package version; the git commit
-is provenance only) and the method's code: distribution, version and module source hash. A record written
-before records carried the method's code (``method.source_sha256`` absent) counts as done when everything
-else matches, so the records of a suite already under way stay done. Failed records count as done unless
-``retry_failed``; ``rerun`` runs every selected cell again.
+is provenance only) and the method's code: distribution, version and source hash (the method's module and
+the modules of its package it imports). A record that does not name its method's code (written before
+records carried it) is run again: nothing shows it was made by the code on disk. Failed records count as
+done unless ``retry_failed``; ``rerun`` runs every selected cell again.
 
 Every cell runs in a worker process under a supervisor (``benchmark.executors``), with ``--jobs 1`` too: a
 method that hangs is killed at its wall-clock ceiling (plus a grace) and gets a ``timeout`` record; one that
@@ -270,10 +270,10 @@ def restamp_trials(record: RunRecord, path: Path, trials: int) -> None:
 
 
 def same_method_code(record: RunRecord, code: Provenance) -> bool:
-    """The record was made by this method code; a record from before the code was recorded matches."""
+    """The record was made by this method code; a record that does not name its code is not current."""
     ref = record.method
     if ref.source_sha256 is None:
-        return True
+        return False
     return (ref.dist, ref.dist_version, ref.source_sha256) == (
         code.dist,
         code.dist_version,

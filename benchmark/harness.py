@@ -11,6 +11,8 @@ scorer per input, so no part of this module names a family.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,8 +24,10 @@ import pyarrow.compute as pc
 
 from benchmark import metrics, protocols
 from benchmark.api import AdaptMeter, Budget, ColdBatch, Interactions, TrainView
+from benchmark.fitting import rating_range_of
 from tasks.artifact import TaskData
 from tasks.spec import TaskSpec
+from tasks.split import POOL
 
 BATCH_USERS = 256
 Predict = Callable[[ColdBatch], np.ndarray]
@@ -49,6 +53,27 @@ class EncodedTask:
     @property
     def target_items(self) -> np.ndarray:
         return np.flatnonzero(self.item_domain == self.domains.index(self.spec.target))
+
+    def rows_of(self, name: str | None) -> Interactions:
+        """The rows of table ``name``; None is an empty table (a withheld support)."""
+        if name is None:
+            return Interactions(*(np.zeros(0, dtype=d) for d in (np.int64, np.int64, np.float64, np.int64)))
+        return self.tables[name].rows
+
+    @functools.cached_property
+    def pretrain_digest(self) -> str:
+        """sha256 over all that ``TrainView.validate_pretrain`` and training read: the user and item universe
+        (IDs, item domains), the training table (source histories included) and the validation query.
+        Once per task: cached on the (frozen) instance."""
+        digest = hashlib.sha256()
+        for ids in (self.users, self.items):
+            digest.update("\0".join(map(str, ids)).encode() + b"\1")
+        digest.update(np.ascontiguousarray(self.item_domain).tobytes())
+        for name in ("train", "valid_query"):
+            table = self.tables[name]
+            for column in (table.rows.user, table.rows.item, table.rows.rating, table.rows.ts, table.domain):
+                digest.update(name.encode() + np.ascontiguousarray(column).tobytes())
+        return digest.hexdigest()
 
 
 def _ids(columns: list[pd.Series]) -> pa.ChunkedArray:
@@ -98,7 +123,8 @@ def _negatives(column: pd.Series, items: pa.Array, target_items: np.ndarray) -> 
 
 
 def encode(task: TaskData, spec: TaskSpec) -> EncodedTask:
-    """Dense indices: users sorted by raw ID, items sorted by (domain order, raw ID), over every table.
+    """Dense indices: users sorted by raw ID, items sorted by (domain order, raw ID), over every table
+    (the pool too: the K tasks of a group share their item universe).
 
     Hash-based (Arrow ``unique`` / ``index_in``) rather than per-table ``get_indexer`` on an object Index:
     the same indices at a fraction of the cost, since every bench worker pays it once per task.
@@ -134,7 +160,7 @@ def encode(task: TaskData, spec: TaskSpec) -> EncodedTask:
     item_domain = np.empty(len(item_set), dtype=np.int64)
     item_domain[item_rank] = set_domain
 
-    tables = {}
+    tables = {}  # every table but the pool, which only widens the item universe (tasks.split.POOL)
     for (name, frame), user, item, domain in zip(
         frames.items(),
         np.split(user_code, sizes),
@@ -142,6 +168,8 @@ def encode(task: TaskData, spec: TaskSpec) -> EncodedTask:
         np.split(row_domain, sizes),
         strict=True,
     ):
+        if name == POOL:
+            continue
         rating = frame["rating"].to_numpy(dtype=np.float64, na_value=np.nan)
         ts = frame["ts"].fillna(-1).to_numpy(dtype=np.int64)
         tables[name] = EncodedTable(Interactions(user, item, rating, ts), domain)
@@ -173,10 +201,12 @@ def _subset(rows: Interactions, keep: np.ndarray, positions: np.ndarray) -> Inte
 
 
 def cold_batches(
-    enc: EncodedTask, view: TrainView, support: str, query: str, adapt_limit: int
+    enc: EncodedTask, view: TrainView, support: str | None, query: str, adapt_limit: int
 ) -> Iterator[tuple[ColdBatch, np.ndarray, np.ndarray]]:
-    """Batches of the users that have query rows; yields (batch, query row ids, support row ids)."""
-    sup, qry = enc.tables[support].rows, enc.tables[query].rows
+    """Batches of the users that have query rows; yields (batch, query row ids, support row ids).
+
+    ``support`` None withholds the support: every batch has empty support rows (``validate_pretrain``)."""
+    sup, qry = enc.rows_of(support), enc.tables[query].rows
     users = np.unique(qry.user)
     candidates = enc.target_items
     ratings = protocols.get(enc.spec.family).prediction == "ratings"
@@ -219,10 +249,10 @@ class _Scorer:
     writes them; ``finish`` returns the per-user arrays and pooled values. Nothing is returned when no batch
     was added, as before any scorer existed."""
 
-    def __init__(self, enc: EncodedTask, support: str, query: str) -> None:
+    def __init__(self, enc: EncodedTask, support: str | None, query: str) -> None:
         self.enc = enc
         self.qry = enc.tables[query].rows
-        self.sup = enc.tables[support].rows
+        self.sup = enc.rows_of(support)
         target = enc.target_items  # the candidates: a score matrix's columns, in this order
         self.column = np.full(len(enc.items), -1, dtype=np.int64)  # item index -> its column (any layout)
         self.column[target] = np.arange(len(target))
@@ -247,7 +277,7 @@ class _Scorer:
 class _Ratings(_Scorer):
     """``ratings``: per-user MAE/RMSE per batch, MAE/RMSE pooled over all query ratings at the end."""
 
-    def __init__(self, enc: EncodedTask, support: str, query: str) -> None:
+    def __init__(self, enc: EncodedTask, support: str | None, query: str) -> None:
         super().__init__(enc, support, query)
         self.per_user: list[dict[str, np.ndarray]] = []
         self.pairs: list[np.ndarray] = []
@@ -271,7 +301,7 @@ class _Ratings(_Scorer):
 class _Ranks(_Scorer):
     """``ranks``: each query item's pessimistic rank among every target item but the user's support."""
 
-    def __init__(self, enc: EncodedTask, support: str, query: str) -> None:
+    def __init__(self, enc: EncodedTask, support: str | None, query: str) -> None:
         super().__init__(enc, support, query)
         self.per_user: list[dict[str, np.ndarray]] = []
 
@@ -296,7 +326,7 @@ class _SampledRanks(_Scorer):
     test pairs as CDRIB does; per user, the mean over the user's pairs, for paired comparisons. Only the
     test query has stored negatives, so validation computes none."""
 
-    def __init__(self, enc: EncodedTask, support: str, query: str) -> None:
+    def __init__(self, enc: EncodedTask, support: str | None, query: str) -> None:
         super().__init__(enc, support, query)
         self.pairs: list[dict[str, np.ndarray]] = []
 
@@ -325,7 +355,7 @@ class _SampledRanks(_Scorer):
 SCORERS: dict[str, type[_Scorer]] = {"ratings": _Ratings, "ranks": _Ranks, "sampled_ranks": _SampledRanks}
 
 
-def _scorers(enc: EncodedTask, support: str, query: str) -> list[_Scorer]:
+def _scorers(enc: EncodedTask, support: str | None, query: str) -> list[_Scorer]:
     """One scorer per input the task's metrics consume, in ``metrics.CONSUMES`` order (the record's order)."""
     kinds = [SCORERS[kind] for kind in protocols.consumed(enc.spec)]
     return [cls(enc, support, query) for cls in kinds if cls.applies(enc, query)]
@@ -335,7 +365,7 @@ def evaluate(
     enc: EncodedTask,
     view: TrainView,
     predict: Predict,
-    support: str,
+    support: str | None,
     query: str,
     adapt_limit: int,
     keep_predictions: bool = False,
@@ -390,6 +420,11 @@ def make_view(enc: EncodedTask, budget: Budget, deadline: float) -> TrainView:
         result = evaluate(enc, view, predict, "valid_support", "valid_query", budget.adapt_steps)
         return protocols.selection_score(spec.family, result.pooled)
 
+    def pretrain_validator(predict: Predict) -> float:
+        """The same score with the support withheld: the same for every K of a task group."""
+        result = evaluate(enc, view, predict, None, "valid_query", budget.adapt_steps)
+        return protocols.selection_score(spec.family, result.pooled)
+
     view = TrainView(
         task_id=spec.id,
         family=spec.family,
@@ -404,8 +439,18 @@ def make_view(enc: EncodedTask, budget: Budget, deadline: float) -> TrainView:
         budget=budget,
         validator=validator,
         deadline=deadline,
+        rating_range=rating_range(enc),
+        pretrain_validator=pretrain_validator,
     )
     return view
+
+
+def rating_range(enc: EncodedTask) -> tuple[float, float] | None:
+    """The task's rating scale: lowest and highest target-domain training rating; None for implicit data."""
+    if not protocols.get(enc.spec.family).explicit:
+        return None
+    train = enc.tables["train"]
+    return rating_range_of(train.rows.rating[train.domain == enc.domains.index(enc.spec.target)])
 
 
 def budget_of(spec: TaskSpec, n_train: int) -> Budget:

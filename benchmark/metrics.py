@@ -9,6 +9,14 @@ harness computes each input (``consumes``) a task's metrics need:
   averaged over users. A user's candidates are every target item except the user's support items.
 - ``sampled_ranks`` (family C, CDRIB's protocol): ``sampled_hr@10``, ``sampled_ndcg@10``, ``sampled_mrr``
   with each test item ranked among its stored negatives (999), averaged over test pairs.
+- ``item_ratings`` (family IR, cold items): ``item_mae`` / ``item_rmse``, the per-cold-item MAE / RMSE
+  averaged over cold items (``rating_per_item``).
+- ``item_ranks`` (family IL, cold items): for each query pair (user, cold item), the pessimistic rank of the
+  cold item among all cold items of the task (the test ones for the test query, the validation ones for
+  the validation query) under the user's scores, leaving out the cold items whose support holds that user
+  (``query_ranks`` with rows = query users, columns = cold items); ``item_ndcg@10``, ``item_hr@10`` and
+  ``item_mrr`` per pair, averaged per cold item, then over cold items (``item_rank_per_item``).
+  The harness scorers of these two inputs come with the cold-item method API (issue 18, item 2).
 
 Ranks are pessimistic: a query item ranks after every candidate with an equal score, so a method that
 gives all items one constant score gets the worst rank, not the best. Other query items of the same user are
@@ -32,8 +40,10 @@ __all__ = [
     "METRICS",
     "Metric",
     "directions",
+    "item_rank_per_item",
     "query_ranks",
     "ranking_per_user",
+    "rating_per_item",
     "rating_per_user",
     "rating_pooled",
     "register",
@@ -44,10 +54,16 @@ __all__ = [
 ]
 
 DIRECTIONS = ("higher", "lower")
-CONSUMES = ("ratings", "ranks", "sampled_ranks")
+CONSUMES = ("ratings", "ranks", "sampled_ranks", "item_ratings", "item_ranks")
 # The prediction kind (``tasks.protocols.PREDICTIONS``) each input is computed from: ratings from predicted
-# ratings, full and sampled ranks from the scores of every candidate.
-FED_BY: dict[str, str] = {"ratings": "ratings", "ranks": "ranking", "sampled_ranks": "ranking"}
+# ratings, full, sampled and cold-item ranks from the scores of every candidate.
+FED_BY: dict[str, str] = {
+    "ratings": "ratings",
+    "ranks": "ranking",
+    "sampled_ranks": "ranking",
+    "item_ratings": "ratings",
+    "item_ranks": "ranking",
+}
 
 # comparisons done per chunk in ``query_ranks``: 4M booleans (4 MiB) plus one gathered score block
 _CHUNK_ELEMENTS = 1 << 22
@@ -106,6 +122,17 @@ for _name, _direction, _consumes, _text in (
     ("sampled_hr@10", "higher", "sampled_ranks", "1 if the test item beats all but 9 of its negatives"),
     ("sampled_ndcg@10", "higher", "sampled_ranks", "1 / log2(rank + 1) among the negatives if rank <= 10"),
     ("sampled_mrr", "higher", "sampled_ranks", "1 / rank among the negatives"),
+    ("item_mae", "lower", "item_ratings", "per-cold-item MAE, averaged over cold items"),
+    ("item_rmse", "lower", "item_ratings", "per-cold-item RMSE, averaged over cold items"),
+    (
+        "item_ndcg@10",
+        "higher",
+        "item_ranks",
+        "1 / log2(rank + 1) if rank <= 10, the cold item's rank among all cold items for a query user; "
+        "per cold item, averaged over cold items",
+    ),
+    ("item_hr@10", "higher", "item_ranks", "1 if the cold item ranks in the top 10 of the cold items"),
+    ("item_mrr", "higher", "item_ranks", "1 / the cold item's rank among the cold items"),
 ):
     register(Metric(_name, _direction, _consumes, _text))
 
@@ -144,6 +171,17 @@ def _check_index(values: np.ndarray, size: int, what: str) -> np.ndarray:
     if values.size and (values.min() < 0 or values.max() >= size):
         raise ValueError(f"{what} has values outside 0..{size - 1}")
     return values
+
+
+def _check_ranks(ranks: np.ndarray, index: np.ndarray, size: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """1-based ranks and the checked unit index (``_check_index``) they belong to, of the same shape."""
+    ranks = np.asarray(ranks)
+    index = _check_index(index, size, what)
+    if ranks.shape != index.shape:
+        raise ValueError(f"ranks has shape {ranks.shape}, {what} has {index.shape}")
+    if ranks.size and ranks.min() < 1:
+        raise ValueError("ranks are 1-based; found a rank below 1")
+    return ranks, index
 
 
 # -- full ranking ---------------------------------------------------------------------------------------
@@ -220,12 +258,7 @@ def ranking_per_user(
     |Q∩T| / |Q| (RecBole's convention, so a user with more than k query items cannot reach 1); MRR = 1 /
     the best rank in Q. Users without query rows get NaN in every array.
     """
-    ranks = np.asarray(ranks)
-    users = _check_index(query_user, n_users, "query_user")
-    if ranks.shape != users.shape:
-        raise ValueError(f"ranks has shape {ranks.shape}, query_user has {users.shape}")
-    if ranks.size and ranks.min() < 1:
-        raise ValueError("ranks are 1-based; found a rank below 1")
+    ranks, users = _check_ranks(ranks, query_user, n_users, "query_user")
     n_query = np.bincount(users, minlength=n_users)
     hit = ranks <= k
     gain = np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0)
@@ -306,6 +339,42 @@ def rating_per_user(
         mae = np.bincount(users, weights=np.abs(err), minlength=n_users) / n
         rmse = np.sqrt(np.bincount(users, weights=np.square(err), minlength=n_users) / n)
     return {"user_mae": mae, "user_rmse": rmse}
+
+
+# -- cold items -----------------------------------------------------------------------------------------
+
+
+def rating_per_item(
+    pred: np.ndarray, truth: np.ndarray, query_item: np.ndarray, n_items: int
+) -> dict[str, np.ndarray]:
+    """Per cold item ``item_mae`` and ``item_rmse`` (each cold item weighs the same); NaN without queries."""
+    per = rating_per_user(pred, truth, query_item, n_items)
+    return {"item_mae": per["user_mae"], "item_rmse": per["user_rmse"]}
+
+
+def item_rank_per_item(
+    ranks: np.ndarray, query_item: np.ndarray, n_items: int, k: int = 10
+) -> dict[str, np.ndarray]:
+    """Per cold item: ``item_ndcg@k``, ``item_hr@k``, ``item_mrr``, each the mean over its query pairs.
+
+    ``ranks[j]`` is the 1-based pessimistic rank of query pair j's cold item among the task's cold items,
+    scored for pair j's user (``query_ranks``); ``query_item[j]`` its cold item's index (0 .. n_items-1).
+    Per pair, one relevant candidate: NDCG@k = 1 / log2(rank + 1) if rank <= k, else 0; HR@k = 1 if rank <=
+    k; reciprocal rank = 1 / rank. Cold items without query pairs get NaN.
+    """
+    ranks, items = _check_ranks(ranks, query_item, n_items, "query_item")
+    hit = ranks <= k
+    per_pair = {
+        f"item_ndcg@{k}": np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0),
+        f"item_hr@{k}": hit.astype(np.float64),
+        "item_mrr": 1.0 / ranks,
+    }
+    n = np.bincount(items, minlength=n_items).astype(np.float64)
+    out = {}
+    for name, values in per_pair.items():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[name] = np.bincount(items, weights=values, minlength=n_items) / n
+    return out
 
 
 # -- summary --------------------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ from pydantic import AfterValidator
 
 from benchmark import metrics
 from tasks.protocols import (
+    COLD_UNITS,
     FAMILIES,
+    METHOD_DEFAULT_FAMILIES,
     NEEDS,
     PREDICTIONS,
     PROTOCOLS,
@@ -33,10 +35,12 @@ if TYPE_CHECKING:
     from tasks.spec import TaskSpec
 
 __all__ = [
+    "COLD_UNITS",
     "CURVE_FAMILIES",
     "FAMILIES",
     "FAMILY_DESCRIPTIONS",
     "FAMILY_TITLES",
+    "METHOD_DEFAULT_FAMILIES",
     "NEEDS",
     "PREDICTIONS",
     "PROTOCOLS",

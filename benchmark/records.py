@@ -48,7 +48,7 @@ class MethodRef(_Strict):
     # The method's code (optional: records written before these fields count as current without them).
     dist: str | None = None  # the distribution that ships the method (``coldbench`` for in-repo ones)
     dist_version: str | None = None
-    source_sha256: str | None = None  # of the module defining the method class
+    source_sha256: str | None = None  # method module + its package imports (registry.source_sha256)
 
 
 class BudgetUse(_Strict):
@@ -64,6 +64,8 @@ class Timing(_Strict):
     fit: float
     adapt: float
     eval: float
+    pretrain: str | None = None  # a two-stage method's pretraining: "ran", "cached" (None: no such stage)
+    pretrain_seconds: float | None = None  # its share of ``fit``
 
 
 class Env(_Strict):

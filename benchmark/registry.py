@@ -7,12 +7,14 @@ it, while every other method keeps working.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
+import importlib.util
 import re
-import sys
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, entry_points, version
+from pathlib import Path
 
 from methods import REGISTRY
 
@@ -111,17 +113,56 @@ def load_method(name: str) -> type:
     return load_target(name, registration(name).target)
 
 
-def source_sha256(cls: type) -> str:
-    """sha256 of the source file of the module defining ``cls``: a changed method re-runs its cells."""
-    module = sys.modules.get(cls.__module__)
-    path = getattr(module, "__file__", None)
-    if not path:
-        return "unknown"
+def package_modules(module: str) -> list[str]:
+    """``module`` and the modules of its own top-level package that it imports, transitively, sorted.
+
+    Read from the source (``ast``), so nothing is imported: ``methods.user_knn`` gives itself,
+    ``methods.bias_transfer`` and ``methods.knn``. Imports from other packages (``benchmark.api``, torch)
+    are not the method's code and are left out.
+    """
+    package = module.split(".")[0]
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = _module_file(name)
+        if path is None:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                todo += [node.module] if node.module.split(".")[0] == package else []
+            elif isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.split(".")[0] == package]
+    return sorted(n for n in seen if _module_file(n) is not None)
+
+
+def _module_file(name: str) -> Path | None:
     try:
-        with open(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()[:16]
-    except OSError:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    origin = spec.origin if spec else None
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+def source_sha256(cls: type) -> str:
+    """sha256 over the source of ``cls``'s module and of the modules of its package that it imports
+    (``package_modules``): a change to a shared helper (``methods/mf.py``) re-runs every method using it."""
+    try:
+        names = package_modules(cls.__module__)
+        digest = hashlib.sha256()
+        for name in names:
+            path = _module_file(name)
+            if path is None:
+                continue
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    except (OSError, SyntaxError, ValueError):
         return "unknown"
+    return digest.hexdigest()[:16] if names else "unknown"
 
 
 @dataclass(frozen=True)

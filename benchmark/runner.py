@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import functools
 import hashlib
+import importlib
 import json
 import platform
 import resource
@@ -20,6 +21,7 @@ import time
 import tomllib
 import traceback
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -30,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from benchmark import harness, metrics
+from benchmark import harness, metrics, pretrain
 from benchmark.api import Budget, BudgetExceeded, Method, TrainView
 from benchmark.records import (
     SET_VARIANT,
@@ -44,7 +46,14 @@ from benchmark.records import (
     record_path,
     write_record,
 )
-from benchmark.registry import Provenance, load_method, load_target, provenance, registration
+from benchmark.registry import (
+    Provenance,
+    load_method,
+    load_target,
+    provenance,
+    registration,
+    source_sha256,
+)
 from benchmark.seeding import seed_everything
 from tasks import artifact
 from tasks.audit import summary as audit_summary
@@ -249,6 +258,45 @@ class Outcome:
     budget: Budget
     fit_seconds: float
     wall_seconds: float
+    pretrain: pretrain.PretrainInfo | None = None
+
+
+FRAMEWORK_MODULES = (
+    "benchmark.api",
+    "benchmark.fitting",
+    "benchmark.harness",
+    "benchmark.metrics",
+    "benchmark.pretrain",
+)
+
+
+@functools.cache
+def _framework_sha() -> str:
+    """sha256 of the framework code a pretraining runs through (the view, selection, validation, cache), so
+    that a cached state from an older ColdBench is never reused."""
+    digest = hashlib.sha256()
+    for name in FRAMEWORK_MODULES:
+        digest.update(Path(importlib.import_module(name).__file__ or "").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def pretrain_key(enc: harness.EncodedTask, cls: type[Method], config: dict[str, Any], seed: int) -> str:
+    """The cache key of a two-stage method's pretraining on ``enc`` (``benchmark.pretrain``)."""
+    budget = harness.budget_of(enc.spec, len(enc.tables["train"].rows))
+    name = f"{cls.__module__}:{cls.__qualname__}@{_framework_sha()}"
+    digest = config_hash(config)
+    return pretrain.pretrain_key(
+        name, source_sha256(cls), digest, seed, enc.pretrain_digest, budget, enc.spec.family
+    )
+
+
+def _fit(
+    method: Method, view: TrainView, budget: Budget, key: Callable[[], str]
+) -> pretrain.PretrainInfo | None:
+    """``pretrain`` (or its cached result) then ``fit`` for a two-stage method, else ``fit`` alone."""
+    info = pretrain.prepare(method, view, key()) if pretrain.has_pretrain(method) else None
+    method.fit(view, budget)
+    return info
 
 
 def execute(
@@ -267,9 +315,10 @@ def execute(
     status, error = "ok", None
     fit_s = 0.0
     evaluation: harness.Evaluation | None = None
+    info: pretrain.PretrainInfo | None = None
     try:
         method = cls(config, seed, device)
-        method.fit(view, budget)
+        info = _fit(method, view, budget, lambda: pretrain_key(enc, cls, config, seed))
         fit_s = time.perf_counter() - start
         if view.timed_out or fit_s > budget.wall_seconds:
             raise TimeoutError(f"fit ran past the {budget.wall_seconds:.0f}s wall-clock ceiling")
@@ -293,7 +342,8 @@ def execute(
     wall = time.perf_counter() - start
     if status == "ok" and (view.timed_out or wall > budget.wall_seconds):
         status, error = "timeout", f"wall clock {wall:.1f}s over the {budget.wall_seconds:.0f}s ceiling"
-    return Outcome(status, error, evaluation if status == "ok" else None, view, method, budget, fit_s, wall)
+    evaluation = evaluation if status == "ok" else None
+    return Outcome(status, error, evaluation, view, method, budget, fit_s, wall, info)
 
 
 @dataclass
@@ -421,6 +471,8 @@ def outcome_record(ctx: CellContext, outcome: Outcome, artifacts: dict[str, str]
             fit=round(outcome.fit_seconds, 3),
             adapt=round(evaluation.seconds_predict, 3) if evaluation else 0.0,
             eval=round(evaluation.seconds_eval, 3) if evaluation else 0.0,
+            pretrain=outcome.pretrain.source if outcome.pretrain else None,
+            pretrain_seconds=round(outcome.pretrain.seconds, 3) if outcome.pretrain else None,
         ),
         peak_rss_mb=peak_rss_mb(),
         n_params=int(n_params),

@@ -41,6 +41,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmark.protocols import RANK_METRIC, rank_metric
 from benchmark.records import load_record, record_path
 from benchmark.runner import code_info, run_cell
 from benchmark.suite import load_suite
@@ -54,13 +55,13 @@ TARGET = "benchmarks.heuristics:Heuristic"
 NAME = "heuristic"  # the records' method folder under --records
 BASELINES = ("bias-transfer", "user-knn", "item-knn", "ease")
 BASELINE_SEEDS = (0, 1, 2)
-RANK_METRIC = {"R": "user_mae", "L": "ndcg@10", "C": "ndcg@10"}  # as leaderboard.build.RANK_METRIC
-LOWER_IS_BETTER = {"R": True, "L": False, "C": False}
 
 
 def ranked_tasks(suite: str) -> list[str]:
-    """The suite's tasks whose spec says ``ranked = true``, in suite order."""
-    return [t for t in load_suite(suite).tasks if get_spec(t).ranked]
+    """The suite's tasks whose spec says ``ranked = true`` in the heuristic's families, in suite order."""
+    return [
+        t for t in load_suite(suite).tasks if get_spec(t).ranked and get_spec(t).family in Heuristic.families
+    ]
 
 
 def per_user(path: Path, metric: str, seed: int) -> pd.DataFrame:
@@ -157,7 +158,7 @@ def compare(
     plain overlap-weighted popularity of the issue, compared with the same best baseline.
     """
     family = get_spec(task).family
-    lower = LOWER_IS_BETTER[family]
+    lower = rank_metric(family).direction == "lower"
     means = {m: float(np.mean(b["values"])) for m, b in baselines.items()}
     best = min(means, key=means.get) if lower else max(means, key=means.get)
     h = float(np.mean(heuristic["values"]))
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         split_hash, baselines = committed(args.results, task, metric)
         heuristic = run_heuristic(task, args.seeds, records, data_dir, split_hash, args.threads)
         unshrunk = None
-        if metric != RANK_METRIC["R"] and not args.no_shrink0:  # deterministic: seed 0 only
+        if rank_metric(get_spec(task).family).direction == "higher" and not args.no_shrink0:  # L/C: seed 0
             pinned = {"shrink": [0.0]}
             unshrunk = run_heuristic(task, [0], records, data_dir, split_hash, args.threads, pinned)
         rows[task] = compare(task, heuristic, baselines, unshrunk)

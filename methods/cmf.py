@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmark.api import Budget, ColdBatch, TrainView
+from benchmark.api import ColdBatch, TrainView
 from methods.mf import PROFILE_LABELS, ColdStartMF, fit_mf, ids, listed
 
 DEVIATIONS = listed(__doc__, "``CMF.deviations``")
@@ -56,17 +56,25 @@ class CMF(ColdStartMF):
     deviations = DEVIATIONS
     profile_labels = PROFILE_LABELS
 
-    def fit(self, view: TrainView, budget: Budget) -> None:
+    def train(self, view: TrainView) -> None:
         c = self.use_profile(view)
         self.start_target(view)
         weight = np.full(len(view.domains), c["source_weight"], dtype=np.float32)
         weight[view.domain_index(view.target_domain)] = 1.0
         domains = [*view.source_domains, view.target_domain]
-        score = (lambda: view.validate(self.predict)) if c["select"] == "validation" else None
-        self.log["epochs"] = fit_mf(
-            view, self.target, domains, c, self.rng(1), c["epochs"], score, domain_weight=weight
+        predict = self.predict if c["select"] == "validation" else None
+        sel = fit_mf(
+            view,
+            self.target,
+            domains,
+            c,
+            self.rng,
+            c["epochs"],
+            predict,
+            domain_weight=weight,
+            validator=view.validate_pretrain,
         )
-        self.select_adapt_steps(view)
+        self.selected["epochs"] = sel.best_epoch
 
     def initial_vectors(self, batch: ColdBatch) -> torch.Tensor:
         return self.target.user_vectors(ids(batch.users, self.device))

@@ -48,8 +48,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.api import Budget, ColdBatch, TrainView
-from methods.mf import PROFILE_LABELS, ColdStartMF, fit_mf, ids, listed, seeded, train_selected
+from benchmark.api import ColdBatch, TrainView, init_linear, select_epochs
+from methods.mf import PROFILE_LABELS, ColdStartMF, fit_mf, ids, listed
 
 DEVIATIONS = listed(__doc__, "``EMCDR.deviations``")
 
@@ -62,39 +62,43 @@ class EMCDR(ColdStartMF):
     deviations = DEVIATIONS
     profile_labels = PROFILE_LABELS
 
-    def fit(self, view: TrainView, budget: Budget) -> None:
+    pretrained_mfs = ("target", "source")
+    pretrained_nets = ("mapping",)
+
+    def train(self, view: TrainView) -> None:
         c = self.use_profile(view)
-        self.setup(view)
-        dim = c["dim"]
-        with seeded(self.seed):
-            self.source = self.make_mf(view)
-            self.target = self.make_mf(view)
-            if c["mapping"] == "linear":  # the official mapping: x @ W.T on the embedding, no bias
-                self.mapping = nn.Linear(dim, dim, bias=False)
-            else:
-                self.mapping = nn.Sequential(
-                    nn.Linear(dim + 1, c["map_hidden"]), nn.Tanh(), nn.Linear(c["map_hidden"], dim + 1)
-                )
-            self.mapping.to(self.device)
-        for model in (self.source, self.target):
-            self.init_mu(model, view)
+        self.start_target(view, "source")
+        self.mapping = init_linear(self.make_mapping(), self.torch_generator).to(self.device)
         # histories first: they are charged to the training budget, which the MF stages may then use up
         has_source = np.zeros(view.n_users, dtype=bool)
         for d in view.source_domains:
             has_source[view.history(d).user] = True
         warm = np.intersect1d(np.flatnonzero(has_source), view.history(view.target_domain).user)
-        rng = self.rng(1)
-        self.log["source_epochs"] = fit_mf(view, self.source, view.source_domains, c, rng, c["source_epochs"])
-        self.log["target_epochs"] = fit_mf(
-            view, self.target, [view.target_domain], c, rng, c["target_epochs"]
-        )
+        source = fit_mf(view, self.source, view.source_domains, c, self.rng, c["source_epochs"])
+        target = fit_mf(view, self.target, [view.target_domain], c, self.rng, c["target_epochs"])
+        self.selected |= {"source_epochs": source.best_epoch, "target_epochs": target.best_epoch}
+        self.fit_mapping(view, warm)
 
+    def make_net(self, name: str) -> nn.Module:
+        return self.make_mapping()
+
+    def make_mapping(self) -> nn.Module:
+        """The official linear map of the embedding (no bias), or an MLP over ``[p_u, b_u]``."""
+        dim, hidden = self.config["dim"], self.config["map_hidden"]
+        if self.config["mapping"] == "linear":
+            return nn.Linear(dim, dim, bias=False)
+        return nn.Sequential(nn.Linear(dim + 1, hidden), nn.Tanh(), nn.Linear(hidden, dim + 1))
+
+    def fit_mapping(self, view: TrainView, warm: np.ndarray) -> None:
+        """Fit the mapping from warm users' source vectors to their target vectors (epochs selected)."""
+        c, dim = self.config, self.config["dim"]
         with torch.no_grad():
             x = self.source.user_vectors(ids(warm, self.device))
             y = self.target.user_vectors(ids(warm, self.device))
         if c["mapping"] == "linear":
             x, y = x[:, :dim], y[:, :dim]
         opt = torch.optim.Adam(self.mapping.parameters(), lr=c["map_lr"], weight_decay=c["map_l2"])
+        gen = self.torch_generator
 
         def run_epoch() -> bool:
             for idx in torch.randperm(len(warm), generator=gen).to(self.device).split(c["map_batch_size"]):
@@ -103,13 +107,17 @@ class EMCDR(ColdStartMF):
                 opt.step()
             return True
 
-        gen = torch.Generator().manual_seed(self.seed)
-        score = (lambda: view.validate(self.predict)) if c["select"] == "validation" else None
-        self.log["map_epochs"] = train_selected(
-            run_epoch, [self.mapping], c["map_epochs"], score, c["patience"]
+        predict = self.predict if c["select"] == "validation" else None
+        sel = select_epochs(
+            view,
+            run_epoch,
+            [self.mapping],
+            c["map_epochs"],
+            predict,
+            c["patience"],
+            validator=view.validate_pretrain,
         )
-        self.log["warm_overlap_users"] = len(warm)
-        self.select_adapt_steps(view)
+        self.selected["map_epochs"] = sel.best_epoch
 
     def initial_vectors(self, batch: ColdBatch) -> torch.Tensor:
         source = self.source.user_vectors(ids(batch.users, self.device))

@@ -10,18 +10,19 @@ Source-domain data: pretraining fits every user's vector on all its rows, so a c
 source-based representation; fine-tuning moves the target items (and warm users) but not cold users.
 K=0: a cold user's target scores use its pretrained vector. K>0: that vector is fine-tuned on the support
 with at most ``batch.adapt_steps`` Adam steps (item parameters fixed), pulled towards its start.
-Validation cold users select the pretraining epochs, the fine-tuning epochs and the number of adaptation
-steps. Fine-tuning takes at least one epoch, whatever validation says: with zero allowed, selection often
-kept the pretrained model, and ``finetune`` then equalled ``cmf`` bit for bit (33 of 78 cells of the first
-suite), a silent duplicate on the leaderboard. Pretraining stops early enough to leave one fine-tuning pass
-in the training budget.
+Validation cold users select the pretraining epochs, the fine-tuning epochs (both with their support
+withheld, ``validate_pretrain``: neither stage reads the support, so both run once per task group) and the
+number of adaptation steps (with the support). Fine-tuning takes at least one epoch, whatever validation
+says: with zero allowed, selection often kept the pretrained model, and ``finetune`` then equalled ``cmf``
+bit for bit (33 of 78 cells of the first suite), a silent duplicate on the leaderboard. Pretraining stops
+early enough to leave one fine-tuning pass in the training budget.
 """
 
 from __future__ import annotations
 
 import torch
 
-from benchmark.api import Budget, ColdBatch, TrainView
+from benchmark.api import ColdBatch, TrainView
 from methods.mf import ColdStartMF, fit_mf, ids
 
 
@@ -29,21 +30,28 @@ class FineTune(ColdStartMF):
     summary = "MF pretrained on all domains, fine-tuned on the target, adapted on each cold user's support"
     paper = "Yosinski et al. How transferable are features in deep neural networks? NeurIPS 2014"
 
-    def fit(self, view: TrainView, budget: Budget) -> None:
+    def train(self, view: TrainView) -> None:
         c = self.config
         self.start_target(view)
-        rng, score = self.rng(1), lambda: view.validate(self.predict)
         domains = [*view.source_domains, view.target_domain]
         target, epochs, tune_lr = [view.target_domain], max(1, c["finetune_epochs"]), c["finetune_lr"]
         # batches of one fine-tuning epoch (its last batch may be partial); pretraining leaves that much
         one_pass = -(-view.n_rows(view.target_domain) // c["batch_size"]) * c["batch_size"]
-        self.log["pretrain_epochs"] = fit_mf(
-            view, self.target, domains, c, rng, c["pretrain_epochs"], score, reserve=one_pass
+        score = view.validate_pretrain
+        pre = fit_mf(
+            view,
+            self.target,
+            domains,
+            c,
+            self.rng,
+            c["pretrain_epochs"],
+            self.predict,
+            reserve=one_pass,
+            validator=score,
         )
-        # no score before fine-tuning (``score_start``): selection picks among epochs 1.., never 0
-        tuned = fit_mf(view, self.target, target, c, rng, epochs, score, tune_lr)
-        self.log["finetune_epochs"] = tuned
-        self.select_adapt_steps(view)
+        # the untrained state is not validated: selection picks among fine-tuning epochs 1.., never 0
+        tuned = fit_mf(view, self.target, target, c, self.rng, epochs, self.predict, tune_lr, validator=score)
+        self.selected |= {"pretrain_epochs": pre.best_epoch, "finetune_epochs": tuned.best_epoch}
 
     def initial_vectors(self, batch: ColdBatch) -> torch.Tensor:
         return self.target.user_vectors(ids(batch.users, self.device))

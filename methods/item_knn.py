@@ -8,11 +8,12 @@ counts co-occurrences of a source item and a target item, and ``S = C / (sqrt(n_
 their cosine with shrinkage (rare pairs seen once or twice are discounted). Target-target similarities
 ``T`` are built the same way (diagonal removed) for the support items at K>0. Each item keeps its ``k``
 most similar target items (all if ``k`` <= 0), as in the paper's model. Score of a target item for a cold
-user = the sum of its similarities to the user's source items and support items, plus a negligible
-popularity term that only breaks ties (a user whose items never co-occur gets the popularity ranking).
+user = the sum of its similarities to the user's source items and support items, blended with the item's
+target-domain popularity (``pop_weight``, ``ClassicalMethod.blend``; a negligible share always breaks
+ties, so a user whose items never co-occur gets the popularity ranking).
 Why: the transfer signal is item co-occurrence across domains, with no user model at all; this is the
 cheapest reading of "people who bought these also bought", and the natural foil for the user-based variant.
-Selected on validation cold users: ``k`` and ``shrink`` over the TOML grid.
+Selected on validation cold users: ``k``, ``shrink`` and ``pop_weight`` over the TOML grid.
 Cost: two sparse Gram products at fit; one sparse product (cold users x items) @ (items x targets) per batch.
 """
 
@@ -30,7 +31,6 @@ from methods.knn import (
     candidates_of,
     cold_matrix,
     grid,
-    read_rows,
     spmm_flops,
     top_k_sparse,
 )
@@ -44,14 +44,8 @@ class ItemKNN(ClassicalMethod):
     paper = "Deshpande, Karypis. Item-Based Top-N Recommendation Algorithms. ACM TOIS 2004"
 
     def fit(self, view: TrainView, budget: Budget) -> None:
-        rows = read_rows(view)
-        target = view.domain_index(view.target_domain)
-        self.set_popularity(rows, view.n_items, target)
-        self.n_items = view.n_items
-        self.target_items = view.items_of(view.target_domain)
-        self.column = np.full(view.n_items, -1)
-        self.column[self.target_items] = np.arange(len(self.target_items))
-        on_target = rows.domain == target
+        rows = self.read_targets(view)
+        on_target = rows.domain == self.target
         users = np.unique(rows.user[on_target])  # co-occurrences need a user's target items
         position = np.full(view.n_users, -1)
         position[users] = np.arange(len(users))
@@ -63,7 +57,8 @@ class ItemKNN(ClassicalMethod):
         keep = self.column[co.row] != co.col  # no target item is its own neighbour
         self.co = sp.coo_matrix((co.data[keep], (co.row[keep], co.col[keep])), shape=co.shape)
         self.counts = np.asarray(x_all.sum(axis=0)).ravel()
-        self.select(view, list(grid(self.config, ("k", "shrink"))), self.build)
+        configs = list(grid(self.config, ("k", "shrink", "pop_weight")))
+        self.select(view, configs, lambda cfg: (self.build(cfg), float(cfg["pop_weight"])))
         self.finish_fit(view)
 
     def build(self, cfg: dict[str, Any]) -> sp.csr_matrix:
@@ -74,12 +69,12 @@ class ItemKNN(ClassicalMethod):
         self.flops += 3.0 * co.nnz
         return top_k_sparse(sims, int(cfg["k"]))
 
-    def use(self, state: sp.csr_matrix) -> None:
-        self.sims = state
+    def use(self, state: tuple[sp.csr_matrix, float]) -> None:
+        self.sims, self.pop_weight = state
 
     def predict(self, batch: ColdBatch) -> np.ndarray:
         cands = candidates_of(batch)
         query = cold_matrix(batch, self.n_items)
         self.flops += spmm_flops(query, self.sims)
         scores = (query @ self.sims).toarray()[:, self.column[cands]]
-        return scores + self.popularity[cands][None, :]
+        return self.blend(scores, cands, self.pop_weight)

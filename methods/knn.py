@@ -172,10 +172,34 @@ class ClassicalMethod(Method):
         """Make ``state`` (what ``build`` returned for one configuration) the one ``predict`` uses."""
         raise NotImplementedError
 
-    def set_popularity(self, rows: TrainRows, n_items: int, target: int) -> None:
-        """Target-domain interaction counts scaled to [0, TIE_BREAK]: added to scores to break ties only."""
-        counts = np.bincount(rows.item[rows.domain == target], minlength=n_items).astype(np.float64)
-        self.popularity = TIE_BREAK * counts / max(counts.max(initial=0.0), 1.0)
+    def read_targets(self, view: TrainView) -> TrainRows:
+        """Every training row (``read_rows``), after setting what each baseline's fit starts from: the item
+        count, the target items and their columns (``column[item]``, -1 off target), and the target items'
+        interaction counts scaled to [0, 1] (``popularity``, for ``blend``)."""
+        rows = read_rows(view)
+        self.n_items = view.n_items
+        self.target = view.domain_index(view.target_domain)
+        self.target_items = view.items_of(view.target_domain)
+        self.column = np.full(view.n_items, -1)
+        self.column[self.target_items] = np.arange(len(self.target_items))
+        on_target = rows.item[rows.domain == self.target]
+        counts = np.bincount(on_target, minlength=view.n_items).astype(np.float64)
+        self.popularity = counts / max(counts.max(initial=0.0), 1.0)
+        return rows
+
+    def blend(self, scores: np.ndarray, cands: np.ndarray, weight: float) -> np.ndarray:
+        """``(1 - weight) * scores / max|scores| + weight * popularity``, per cold user (row).
+
+        Why: on sparse domains a neighbourhood's few co-occurrences are noisy, and the global popularity of
+        a target item is a strong prior (issue 11's overlap-popularity heuristic won with it). Scaling each
+        row by its largest magnitude makes ``weight`` mean the same for every method and user; weight 0
+        keeps the method's own ranking. A ``TIE_BREAK`` share of popularity always breaks ties (a user with
+        no signal gets the popularity ranking rather than a constant score, which ranks worst).
+        """
+        top = np.abs(scores).max(axis=1, keepdims=True, initial=0.0)
+        scaled = np.divide(scores, top, out=np.zeros_like(scores, dtype=np.float64), where=top > 0)
+        pop = self.popularity[cands][None, :]
+        return (1.0 - weight) * scaled + (weight + TIE_BREAK) * pop
 
     def finish_fit(self, view: TrainView) -> None:
         self.fit_flops = self.flops

@@ -34,13 +34,15 @@ initialization). ``backend="learn2learn"`` computes the same meta-gradient throu
 ``learn2learn.algorithms.MAML`` with a Python loop over users (cross-checking; needs ``tox -e l2l``);
 prediction-time adaptation is the same first-order SGD under both backends.
 
-Selected on validation cold users only: the epoch (early stopping with ``patience``), then the number of
-inner steps at prediction (``select_steps``) and a scale of the inner lr (``select_lr_scale``).
+Selected on validation cold users only: the epoch (early stopping with ``patience``, their support
+withheld: ``validate_pretrain``, so meta-training runs once per task group, in ``pretrain``), then, with the
+support, the number of inner steps at prediction (``select_steps``) and a scale of the inner lr
+(``select_lr_scale``).
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar
 
@@ -48,7 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from benchmark.api import Budget, ColdBatch, Interactions, Method, TrainView
+from benchmark.api import Budget, ColdBatch, Interactions, Method, TrainView, select_epochs
 from methods.meta_model import (
     MeLU,
     Scorer,
@@ -91,9 +93,10 @@ class MAML(Method):
 
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
         super().__init__(config, seed, device)
-        if config.get("backend", "torch.func") not in BACKENDS:
+        if self.config["backend"] not in BACKENDS:
             raise ValueError(f"maml: backend {config['backend']!r} unknown; one of {sorted(BACKENDS)}")
         self.model: MeLU | None = None
+        self.rating_range: tuple[float, float] | None = None
         self.validation_score: float | None = None
         self.selected: dict[str, Any] = {}
 
@@ -129,10 +132,11 @@ class MAML(Method):
         )
 
     # -- training --------------------------------------------------------------------------------------
-    def fit(self, view: TrainView, budget: Budget) -> None:
+    def setup(self, view: TrainView) -> None:
+        """What the view gives for free (or already charged): domains' items, source histories, inner loop."""
         cfg = self.config
-        rng = np.random.default_rng(self.seed)
         self.explicit = view.explicit
+        self.rating_range = view.rating_range
         self.loss = _rating_loss if self.explicit else _softmax_loss
         self.target_items = view.items_of(view.target_domain)
         self.source_items = np.concatenate([view.items_of(d) for d in view.source_domains])
@@ -140,51 +144,80 @@ class MAML(Method):
         self.hist = _padded(history, view.n_users, int(cfg["history_len"]), self.device)
         self.src_sup = _padded(history, view.n_users, int(cfg["source_support"]), self.device)
         self.has_history = history.counts(view.n_users) > 0
-        with torch.random.fork_rng():
-            torch.manual_seed(self.seed)
-            self.model = MeLU(
-                view.n_items, int(cfg["dim"]), tuple(cfg["hidden"]), rating_weighted=self.explicit
-            ).to(self.device)
-        self.mu = 0.0
-        # prediction-time inner loop (selected on validation users at the end, within the adapt budget)
+        # prediction-time inner loop (selected on validation users in ``fit``, within the adapt budget)
         self.inner_lr = float(cfg["inner_lr"])
-        self.inner_steps = min(int(cfg["inner_steps"]), budget.adapt_steps)
-        opt = torch.optim.Adam(self.model.parameters(), lr=float(cfg["outer_lr"]))
+        self.inner_steps = min(int(cfg["inner_steps"]), view.budget.adapt_steps)
+
+    def pretrain(self, view: TrainView) -> None:
+        """Meta-training, its epoch selected with the support withheld (``validate_pretrain``)."""
+        cfg = self.config
+        self.setup(view)
+        self.model = MeLU(
+            view.n_items,
+            int(cfg["dim"]),
+            tuple(cfg["hidden"]),
+            rating_weighted=self.explicit,
+            rating_range=self.rating_range or (0.0, 1.0),  # unused without ratings
+            generator=self.torch_generator,
+        ).to(self.device)
+        self.mu = 0.0
+        epochs, patience = int(cfg["epochs"]), int(cfg["patience"])
+        score = view.validate_pretrain
+        sel = select_epochs(
+            view, self._epochs(view), [self.model], epochs, self.predict, patience, validator=score
+        )
+        self.selected = {"epochs": sel.best_epoch}
+
+    def pretrained_state(self) -> dict[str, Any]:
+        assert self.model is not None
+        return {"model": self.model.state_dict(), "mu": self.mu, "selected": dict(self.selected)}
+
+    def load_pretrained(self, state: dict[str, Any]) -> None:
+        cfg, values = self.config, state["model"]
+        n_items = values["item_emb.weight"].shape[0]
+        rating_weighted = values["user_proj.weight"].shape[1] == 2 * int(cfg["dim"])
+        # the rating range only sets two constants, recomputed from the view in ``fit`` (``_restore_range``)
+        self.model = MeLU(n_items, int(cfg["dim"]), tuple(cfg["hidden"]), rating_weighted)
+        self.model.load_state_dict(values)
+        self.model.to(self.device).eval()
+        self.mu, self.selected = float(state["mu"]), dict(state["selected"])
+
+    def fit(self, view: TrainView, budget: Budget) -> None:
+        """Pretrain unless done (or loaded); then the inner steps and lr, chosen with the support."""
+        if self.model is None:
+            self.pretrain(view)
+        self.setup(view)
+        self._restore_range()
+        self._select_inner(view, view.validate(self.predict))
+
+    def _restore_range(self) -> None:
+        """The MeLU's rating constants from the task's range, as ``pretrain`` built it."""
+        assert self.model is not None
+        low, high = self.rating_range or (0.0, 1.0)
+        self.model.rating_mid, self.model.rating_half = (low + high) / 2.0, max((high - low) / 2.0, 1e-6)
+
+    def _epochs(self, view: TrainView) -> Callable[[], bool]:
+        """One meta-training epoch per call: a budgeted pass over the target rows (False: budget spent).
+
+        The first pass also starts the global mean (ratings) or the item bias (``popularity_init``)."""
+        opt = torch.optim.Adam(self.model.parameters(), lr=float(self.config["outer_lr"]))
         n_target = len(view.history(view.target_domain))
-        best, best_state, waited = -np.inf, None, 0
-        self.log: list[dict[str, float]] = []
-        for epoch in range(int(cfg["epochs"])):
-            start = time.perf_counter()
-            rows = next(view.batches(n_target, rng, domain=view.target_domain), None)
+        first = True
+
+        def run_epoch() -> bool:
+            nonlocal first
+            rows = next(view.batches(n_target, self.rng, domain=view.target_domain), None)
             if rows is None:  # training budget or wall clock spent
-                break
-            if epoch == 0 and self.explicit:
+                return False
+            if first and self.explicit:
                 self.mu = float(np.mean(rows.rating))
-            if epoch == 0 and not self.explicit and cfg["popularity_init"]:
+            if first and not self.explicit and self.config["popularity_init"]:
                 self._init_item_bias(rows.item)
-            loss = self._train_epoch(rows, view.n_users, opt, rng)
-            trained = time.perf_counter()
-            score = view.validate(self.predict)
-            self.log.append(
-                {
-                    "epoch": epoch,
-                    "loss": loss,
-                    "valid": score,
-                    "train_s": trained - start,
-                    "valid_s": time.perf_counter() - trained,
-                }
-            )
-            if score > best:
-                best, waited = score, 0
-                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= int(cfg["patience"]):
-                    break
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
-        self.selected = {"epochs": len(self.log)}
-        self._select_inner(view, best)
+            first = False
+            self._train_epoch(rows, view.n_users, opt, self.rng)
+            return True
+
+        return run_epoch
 
     @torch.no_grad()
     def _init_item_bias(self, items: np.ndarray) -> None:
@@ -207,7 +240,7 @@ class MAML(Method):
         eligible = {k: np.flatnonzero((count > k) & (self.has_history | (k > 0))) for k in shots}
         size = int(cfg["meta_batch"])
         n_meta = -(-max(len(e) for e in eligible.values()) // size)
-        meta_losses = BACKENDS[cfg.get("backend", "torch.func")]
+        meta_losses = BACKENDS[cfg["backend"]]
         self.model.train()
         total = 0.0
         for _ in range(n_meta):
@@ -271,7 +304,7 @@ class MAML(Method):
         if self.model is None:
             raise RuntimeError("maml: predict called before fit")
         n = len(batch)
-        rng = np.random.default_rng([self.seed, int(batch.users[0]) if n else 0, n])
+        rng = self.batch_rng(batch)
         hist = _padded(batch.history, n, int(self.config["history_len"]), self.device)
         user = self.model.user_repr(*hist)
         k = int(batch.support.counts(n).max(initial=0))
@@ -305,7 +338,7 @@ class MAML(Method):
         scores = torch.vmap(self.model.decide)(fast, user, vec, bias) + self.mu
         out = np.empty(len(order), dtype=np.float64)
         out[order] = scores[q_user[order], col].double().cpu().numpy()
-        return np.clip(out, 1.0, 5.0)
+        return out if self.rating_range is None else np.clip(out, *self.rating_range)
 
     def _rank(self, fast, user: Tensor, candidates: np.ndarray) -> np.ndarray:
         chunk = int(self.config["score_chunk"])

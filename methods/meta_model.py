@@ -26,6 +26,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from benchmark.api import init_linear
+
 Params = dict[str, Tensor]
 TaskLoss = Callable[..., Tensor]  # (params, *one task's tensors) -> scalar loss
 
@@ -80,30 +82,44 @@ class MeLU(nn.Module):
         n_items: items over all domains (one embedding table; the history is source items, the scored
             items target items).
         dim: embedding size. ``hidden``: widths of the decision MLP's hidden layers.
-        rating_weighted: add a rating-weighted mean of the history embeddings (explicit ratings, family R).
+        rating_weighted: add a rating-weighted mean of the history embeddings (explicit ratings, family R),
+            with ratings centred on the middle of ``rating_range`` and scaled to [-1, 1] (a method passes the
+            task's ``view.rating_range``; the default is Amazon's 1..5 stars).
+        generator: draws the initial parameters (the run's ``Method.torch_generator``); None: torch's
+            global generator, as a plain ``nn.Module``.
     """
 
     def __init__(
-        self, n_items: int, dim: int = 32, hidden: Sequence[int] = (64, 32), rating_weighted: bool = False
+        self,
+        n_items: int,
+        dim: int = 32,
+        hidden: Sequence[int] = (64, 32),
+        rating_weighted: bool = False,
+        rating_range: tuple[float, float] = (1.0, 5.0),
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.dim = dim
         self.rating_weighted = rating_weighted
+        low, high = rating_range
+        self.rating_mid, self.rating_half = (low + high) / 2.0, max((high - low) / 2.0, 1e-6)
         self.item_emb = nn.Embedding(n_items, dim)
-        nn.init.normal_(self.item_emb.weight, std=0.1)
+        nn.init.normal_(self.item_emb.weight, std=0.1, generator=generator)
         self.item_bias = nn.Embedding(n_items, 1)
         nn.init.zeros_(self.item_bias.weight)
         self.user_proj = nn.Linear(dim * (2 if rating_weighted else 1), dim)
         self.decision = DecisionLayers(dim, hidden)
+        if generator is not None:
+            init_linear(self, generator)
 
     def user_repr(self, items: Tensor, ratings: Tensor, mask: Tensor) -> Tensor:
-        """(B, L) padded history -> (B, dim). Ratings 1..5 are centred to [-1, 1] for the weighted mean."""
+        """(B, L) padded history -> (B, dim). Ratings are centred to [-1, 1] for the weighted mean."""
         emb = self.item_emb(items)
         m = mask.to(emb.dtype)
         n = m.sum(-1, keepdim=True).clamp_min(1.0)
         pooled = (emb * m.unsqueeze(-1)).sum(-2) / n
         if self.rating_weighted:
-            w = (ratings.to(emb.dtype) - 3.0) / 2.0 * m
+            w = (ratings.to(emb.dtype) - self.rating_mid) / self.rating_half * m
             pooled = torch.cat([pooled, (emb * w.unsqueeze(-1)).sum(-2) / n], -1)
         return self.user_proj(pooled)
 

@@ -4,12 +4,13 @@ Both methods compare items by distances in one embedding space. Items of every d
 same table, so a cold user's source-domain items can stand in for the target-domain items it has not rated
 yet. A user is described by a weighted item set: its target-domain support (weight 1) and its source-domain
 history (weight ``source_weight``). Training runs in epochs over ``TrainView.episodes`` and keeps the epoch
-that scores best on the validation cold users.
+that scores best on the validation cold users with their support withheld (``benchmark.api.select_epochs``
+with ``view.validate_pretrain``): the methods' ``pretrain``, run once per task group.
 """
 
 from __future__ import annotations
 
-import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.api import ColdBatch, Episode, Interactions, TrainView
+from benchmark.api import ColdBatch, Episode, Interactions, Selection, TrainView, select_epochs
 
-N_LEVELS = 5  # rating levels 1..5 of family R
+
+def rating_levels(rating_range: tuple[float, float] | None) -> np.ndarray:
+    """The task's rating levels: each integer from its lowest to its highest rating, ``view.rating_range``."""
+    if rating_range is None:
+        raise ValueError("rating levels need the rating range of explicit ratings")
+    return np.arange(math.floor(rating_range[0]), math.ceil(rating_range[1]) + 1, dtype=np.float32)
 
 
 def tensor(array: np.ndarray, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -51,9 +57,10 @@ class ItemSet:
     ratings: torch.Tensor
     weights: torch.Tensor
 
-    def levels(self) -> torch.Tensor:
-        """Rating level index 0..4 of each entry (rounded half up: an averaged 3.5 is level 4)."""
-        return (torch.floor(self.ratings + 0.5).clamp(1, N_LEVELS) - 1).long()
+    def levels(self, lowest: float, n_levels: int) -> torch.Tensor:
+        """Rating level index ``0 .. n_levels-1`` of each entry, level 0 being the rating ``lowest`` (rounded
+        half up: an averaged 3.5 is the level of 4)."""
+        return (torch.floor(self.ratings + 0.5).clamp(lowest, lowest + n_levels - 1) - lowest).long()
 
 
 def user_item_sets(
@@ -123,28 +130,15 @@ def fit_by_validation(
     rng: np.random.Generator,
     step: Callable[[Episode], None],
     predict: Callable[[ColdBatch], np.ndarray],
-) -> dict[str, float]:
-    """Train epoch by epoch, validate every ``validate_every`` epochs, keep the best parameters.
+    validator: Callable[[Callable[[ColdBatch], np.ndarray]], float] | None = None,
+) -> Selection:
+    """Epochs of ``episode_epoch`` selected by ``select_epochs`` (config: ``epochs``, ``validate_every``,
+    ``patience``), scored by ``validator`` (default ``view.validate``); the best parameters are restored
+    into ``model``."""
 
-    Stops after ``max_epochs``, after ``patience`` validations without improvement, or when the budget is
-    spent. Returns the best validation score and its epoch.
-    """
-    max_epochs, every, patience = int(config["max_epochs"]), int(config["validate_every"]), config["patience"]
-    best = {"score": float("-inf"), "epoch": 0.0}
-    best_state = copy.deepcopy(model.state_dict())
-    misses = 0
-    for epoch in range(1, max_epochs + 1):
-        steps = episode_epoch(view, config, rng, step)
-        if steps and epoch % every and epoch < max_epochs:
-            continue
-        with torch.no_grad():
-            score = view.validate(predict)
-        if score > best["score"]:
-            best, misses = {"score": score, "epoch": float(epoch)}, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            misses += 1
-        if steps == 0 or misses >= patience:
-            break
-    model.load_state_dict(best_state)
-    return best
+    def run_epoch() -> bool:
+        return episode_epoch(view, config, rng, step) > 0
+
+    every, patience = int(config["validate_every"]), int(config["patience"])
+    epochs = int(config["epochs"])
+    return select_epochs(view, run_epoch, [model], epochs, predict, patience, every, validator=validator)

@@ -5,7 +5,11 @@
   per item domain), so a score is ``<user, item> + offset``; transfer methods produce the user vector.
 * Losses: rating MSE (family R) and BPR with uniform same-domain negatives (families L, C), per row.
 * ``epoch_batches``: one budgeted pass over the rows of some domains, domains interleaved at random.
-* ``train_selected``: epochs with validation-based selection (best state kept, early stop).
+* ``fit_mf``: epochs of Adam on those batches, selected on validation cold users with the API's one
+  selection helper (``benchmark.api.select_epochs``: best state kept, early stop after ``patience``).
+* Two stages (``benchmark.api.Method``): a method's MF stages run in ``pretrain`` (its ``train``), their
+  epochs chosen by ``view.validate_pretrain`` (support withheld, the same for every K of a task group), so
+  they are trained once per group; ``fit`` then chooses the adaptation steps with the real support.
 * ``ColdStartMF``: the shared ``predict``: a method supplies each cold user's initial target vector, which is
   adapted on the support (K>0) with at most ``batch.adapt_steps`` Adam steps, batched over users, and then
   scores the query items or all candidates. The number of steps is chosen on validation cold users.
@@ -22,12 +26,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import inspect
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,15 +37,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.api import Budget, ColdBatch, Interactions, Method, TrainView
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Build modules with torch's default initializers under ``seed`` without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
+from benchmark.api import (
+    Budget,
+    ColdBatch,
+    Interactions,
+    Method,
+    MethodConfig,
+    Selection,
+    TrainView,
+    select_epochs,
+)
 
 
 def ids(values: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -56,6 +58,7 @@ class MF(nn.Module):
     """Biased MF: score(u, i) = <p_u, q_i> + b_u + b_i + mu[domain(i)]; ``bias=False`` keeps <p_u, q_i>.
 
     ``sparse=False`` gives the tables dense gradients, so that ``adam`` trains them with dense Adam.
+    ``generator``: where the initial embeddings are drawn from (the run's ``Method.torch_generator``).
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class MF(nn.Module):
         init_std: float = 0.1,
         bias: bool = True,
         sparse: bool = True,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.dim, self.bias = dim, bias
@@ -76,11 +80,20 @@ class MF(nn.Module):
         self.item_bias = nn.Embedding(len(item_domain), 1, sparse=sparse)
         self.mu = nn.Parameter(torch.zeros(int(item_domain.max(initial=0)) + 1), requires_grad=bias)
         self.register_buffer("item_domain", torch.tensor(item_domain, dtype=torch.long))
-        nn.init.normal_(self.user.weight, std=init_std)
-        nn.init.normal_(self.item.weight, std=init_std)
+        nn.init.normal_(self.user.weight, std=init_std, generator=generator)
+        nn.init.normal_(self.item.weight, std=init_std, generator=generator)
         for table in (self.user_bias, self.item_bias):
             nn.init.zeros_(table.weight)
             table.weight.requires_grad_(bias)
+
+    @classmethod
+    def from_state(cls, state: dict[str, torch.Tensor], bias: bool, sparse: bool) -> MF:
+        """An ``MF`` holding ``state`` (a ``state_dict``): how a cached pretraining is restored."""
+        n_users, dim = state["user.weight"].shape
+        item_domain = state["item_domain"].cpu().numpy()
+        model = cls(n_users, item_domain, dim, bias=bias, sparse=sparse, generator=torch.Generator())
+        model.load_state_dict(state)
+        return model
 
     @property
     def device(self) -> torch.device:
@@ -220,56 +233,6 @@ def sgd_epoch(
     return seen
 
 
-@dataclass
-class Selection:
-    """What epoch selection saw: validation score per epoch (index 0 = before training if scored)."""
-
-    scores: list[float] = field(default_factory=list)
-    best_epoch: int = -1
-    best_score: float = -np.inf
-
-
-def train_selected(
-    run_epoch: Callable[[], bool],
-    modules: Sequence[nn.Module],
-    epochs: int,
-    score: Callable[[], float] | None = None,
-    patience: int = 3,
-    score_start: bool = False,
-) -> Selection:
-    """Train up to ``epochs`` epochs, keeping the modules' state with the best ``score`` (validation).
-
-    Without ``score`` every epoch is kept. ``score_start`` also scores the untrained state (epoch 0), so
-    that selection may decide that training does not help. Stops early after ``patience`` epochs without
-    improvement or when ``run_epoch`` reports that the budget is spent; the best state is restored.
-    """
-    sel = Selection()
-    best_state = None
-
-    def check(epoch: int) -> bool:
-        nonlocal best_state
-        value = score()
-        sel.scores.append(value)
-        if value > sel.best_score:
-            sel.best_epoch, sel.best_score = epoch, value
-            best_state = [copy.deepcopy(m.state_dict()) for m in modules]
-        return epoch - sel.best_epoch < patience
-
-    if score is not None and score_start:
-        check(0)
-    for epoch in range(1, epochs + 1):
-        if not run_epoch():
-            break
-        if score is None:
-            sel.best_epoch = epoch
-        elif not check(epoch):
-            break
-    if best_state is not None:
-        for m, state in zip(modules, best_state, strict=True):
-            m.load_state_dict(state)
-    return sel
-
-
 def integer_ratings(rows: Interactions) -> Interactions:
     """The rows with ratings cast to int (truncated), as the official PTUPCDR code loads its labels."""
     return Interactions(rows.user, rows.item, np.trunc(rows.rating), rows.ts)
@@ -282,22 +245,25 @@ def fit_mf(
     config: dict[str, Any],
     rng: np.random.Generator,
     epochs: int,
-    score: Callable[[], float] | None = None,
+    predict: Callable[[ColdBatch], np.ndarray] | None = None,
     lr: float | None = None,
     domain_weight: np.ndarray | None = None,
-    score_start: bool = False,
     reserve: int = 0,
+    validator: Callable[[Callable[[ColdBatch], np.ndarray]], float] | None = None,
 ) -> Selection:
-    """Fit ``model`` on the training rows of ``domains`` (config: batch_size, lr, l2, patience, and the
-    optional ``integer_ratings`` and ``batches`` = ``"mixed"``; see the module docstring).
+    """Fit ``model`` on the training rows of ``domains`` for up to ``epochs`` epochs, selected by validating
+    ``predict`` (``select_epochs``; every epoch kept without it). Config: batch_size, lr, l2, patience,
+    integer_ratings and batches (see the module docstring).
 
     ``domain_weight`` (one weight per domain index) scales each row's loss, as CMF's relation weights do.
     ``reserve``: training examples left untouched for a later stage (see ``epoch_batches``).
+    ``validator``: what scores ``predict`` (default ``view.validate``; ``pretrain`` passes
+    ``view.validate_pretrain``).
     """
     optimizers = adam([model], lr or config["lr"])
     sampler = NegativeSampler(view.item_domain)
-    cast = bool(config.get("integer_ratings", False)) and view.explicit
-    mixed = config.get("batches", "per-domain") == "mixed"
+    cast = bool(config["integer_ratings"]) and view.explicit
+    mixed = config["batches"] == "mixed"
 
     def loss(rows: Interactions) -> torch.Tensor:
         if cast:
@@ -312,7 +278,8 @@ def fit_mf(
         batches = epoch_batches(view, config["batch_size"], rng, domains, reserve, mixed)
         return sgd_epoch(batches, loss, optimizers)
 
-    return train_selected(run_epoch, [model], epochs, score, config.get("patience", 3), score_start)
+    patience = int(config["patience"])
+    return select_epochs(view, run_epoch, [model], epochs, predict, patience, validator=validator)
 
 
 # -- cold users: adaptation on the support and prediction ---------------------------------------------------
@@ -413,27 +380,75 @@ def resolve_profile(cls: type[Method], family: str, config: dict[str, Any]) -> d
 class ColdStartMF(Method):
     """Base of the MF-family methods: ``predict`` = initial target vector -> support adaptation -> scores.
 
-    A subclass sets ``self.target`` (the ``MF`` that scores target items) in ``fit`` and implements
+    A subclass sets ``self.target`` (the ``MF`` that scores target items) in ``train`` and implements
     ``initial_vectors(batch)``. Config keys used here: ``adapt_steps``, ``adapt_lr``, ``adapt_reg``,
-    ``adapt_negatives``, and the optional ``clamp``, ``bias``, ``sparse_adam`` and ``profile``.
+    ``adapt_negatives``, ``clamp``, ``bias``, ``sparse_adam`` and the optional ``profile``. What validation
+    chose (epochs per stage, adaptation steps) is in ``selected``.
     """
 
     target: MF
     deviations: ClassVar[tuple[str, ...]] = ()  # from the paper and the official code, for the method card
     profile_labels: ClassVar[dict[str, str]] = {}  # profile -> how the card names its records
+    # what ``pretrain`` leaves (``pretrained_state``): MF attributes, other modules, tensor attributes
+    pretrained_mfs: ClassVar[tuple[str, ...]] = ("target",)
+    pretrained_nets: ClassVar[tuple[str, ...]] = ()
+    pretrained_tensors: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
         super().__init__(config, seed, device)
-        self.adapt_steps = int(config.get("adapt_steps", 0))
-        self.rating_range = (-np.inf, np.inf)
-        self.log: dict[str, Any] = {}
+        self.adapt_steps = int(self.config["adapt_steps"])
+        self.rating_range: tuple[float, float] | None = None
+        self.selected: dict[str, Any] = {}
         self.validation_score: float | None = None
+        self.pretrained = False
 
     def initial_vectors(self, batch: ColdBatch) -> torch.Tensor:
         raise NotImplementedError
 
-    def rng(self, purpose: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, purpose])
+    # -- the two-stage fit (``benchmark.api.Method``): MF stages in ``pretrain``, adaptation steps in ``fit``
+    def pretrain(self, view: TrainView) -> None:
+        """The subclass's K-independent stages (``train``), their epochs chosen by ``validate_pretrain``."""
+        self.train(view)
+        self.pretrained = True
+
+    def train(self, view: TrainView) -> None:
+        raise NotImplementedError
+
+    def fit(self, view: TrainView, budget: Budget) -> None:
+        """Pretrain unless the harness did (or loaded it), then choose the adaptation steps on validation."""
+        if not self.pretrained:
+            self.pretrain(view)
+        self.setup(view)
+        self.select_adapt_steps(view)
+
+    def make_net(self, name: str) -> nn.Module:
+        """An untrained module of ``pretrained_nets`` to load a cached state into."""
+        raise NotImplementedError
+
+    def pretrained_state(self) -> dict[str, Any]:
+        tensors = {n: getattr(self, n, None) for n in self.pretrained_tensors}
+        return {
+            "config": dict(self.config),
+            "selected": dict(self.selected),
+            "mfs": {name: getattr(self, name).state_dict() for name in self.pretrained_mfs},
+            "nets": {name: getattr(self, name).state_dict() for name in self.pretrained_nets},
+            "tensors": {n: t for n, t in tensors.items() if t is not None},
+        }
+
+    def load_pretrained(self, state: dict[str, Any]) -> None:
+        self.config = MethodConfig(state["config"], type(self))
+        self.adapt_steps = int(self.config["adapt_steps"])
+        bias, sparse = bool(self.config["bias"]), bool(self.config["sparse_adam"])
+        for name, values in state["mfs"].items():
+            setattr(self, name, MF.from_state(values, bias, sparse).to(self.device))
+        for name, values in state["nets"].items():
+            net = self.make_net(name)
+            net.load_state_dict(values)
+            setattr(self, name, net.to(self.device))
+        for name, value in state["tensors"].items():
+            setattr(self, name, value.to(self.device))
+        self.selected = dict(state["selected"])
+        self.pretrained = True
 
     def use_profile(self, view: TrainView) -> dict[str, Any]:
         """Resolve ``profile`` for the view's family (see ``resolve_profile``) into ``self.config``.
@@ -443,38 +458,42 @@ class ColdStartMF(Method):
         config = resolve_profile(type(self), view.family, self.config)
         if config.get("profile", "default") == "reference" and not view.explicit:
             raise ValueError("the reference profile reproduces the official rating-prediction code: family R")
-        self.config = config
-        self.adapt_steps = int(config.get("adapt_steps", 0))
-        return config
+        self.config = MethodConfig(config, type(self))
+        self.adapt_steps = int(config["adapt_steps"])
+        return self.config
 
     def make_mf(self, view: TrainView, init_std: float | None = None) -> MF:
         """An ``MF`` over the view's users and items from the config's ``dim``, ``init_std``, ``bias`` and
-        ``sparse_adam``, on the device; build it under ``seeded`` for reproducible initial values."""
+        ``sparse_adam``, on the device, initialized from the run's torch generator."""
         c = self.config
         model = MF(
             view.n_users,
             view.item_domain,
             c["dim"],
             c["init_std"] if init_std is None else init_std,
-            bool(c.get("bias", True)),
-            sparse=bool(c.get("sparse_adam", True)),
+            bool(c["bias"]),
+            sparse=bool(c["sparse_adam"]),
+            generator=self.torch_generator,
         )
         return model.to(self.device)
 
     def setup(self, view: TrainView) -> None:
-        """Facts every subclass needs: explicit or implicit, the rating range, target items."""
+        """Facts every subclass needs: explicit or implicit, the task's rating range, target items."""
         self.explicit = view.explicit
         self.target_items = view.items_of(view.target_domain)
-        if view.explicit:
-            ratings = view.history(view.target_domain).rating
-            self.rating_range = (float(ratings.min()), float(ratings.max()))
+        self.rating_range = view.rating_range
 
-    def start_target(self, view: TrainView) -> None:
-        """``setup``, then the seeded target ``MF`` on the device with its per-domain bias starts."""
+    def start_target(self, view: TrainView, *others: str) -> list[MF]:
+        """``setup``, then the target ``MF`` and one ``MF`` per name in ``others`` (set as attributes), each
+        with its per-domain bias starts; returns the others, in order."""
         self.setup(view)
-        with seeded(self.seed):
-            self.target = self.make_mf(view)
-        self.init_mu(self.target, view)
+        self.target = self.make_mf(view)
+        models = [self.make_mf(view) for _ in others]
+        for name, model in zip(others, models, strict=True):
+            setattr(self, name, model)
+        for model in (self.target, *models):
+            self.init_mu(model, view)
+        return models
 
     def init_mu(self, model: MF, view: TrainView) -> None:
         """Start each domain's global bias at its mean training rating (explicit data; reads each history)."""
@@ -490,7 +509,7 @@ class ColdStartMF(Method):
         user = init
         if steps > 0:
             batch.spend_adapt_steps(steps)
-            rng = np.random.default_rng([self.seed, len(batch), *batch.users[:4].tolist()])
+            rng = self.batch_rng(batch)
             with torch.enable_grad():
                 user = adapt_user_vectors(
                     self.target,
@@ -498,17 +517,17 @@ class ColdStartMF(Method):
                     batch.support,
                     self.explicit,
                     steps,
-                    float(self.config.get("adapt_lr", 0.05)),
-                    float(self.config.get("adapt_reg", 0.1)),
+                    float(self.config["adapt_lr"]),
+                    float(self.config["adapt_reg"]),
                     self.target_items,
-                    int(self.config.get("adapt_negatives", 8)),
+                    int(self.config["adapt_negatives"]),
                     rng,
                 )
         if batch.wants_ratings:
             pred = self.target.score(
                 user[ids(batch.query_user, self.device)], ids(batch.query_item, self.device)
             )
-            if self.config.get("clamp", True):
+            if self.config["clamp"] and self.rating_range is not None:
                 pred = pred.clamp(*self.rating_range)
             return pred.cpu().numpy().astype(np.float32)
         scores = self.target.score_all(user, ids(batch.candidates, self.device))
@@ -531,8 +550,4 @@ class ColdStartMF(Method):
                 scores[steps] = view.validate(self.predict)
             self.adapt_steps = max(scores, key=lambda s: (scores[s], -s))
         self.validation_score = scores[self.adapt_steps]
-        self.log["adapt_steps_scores"] = scores
-        self.log["adapt_steps"] = self.adapt_steps
-
-    def fit(self, view: TrainView, budget: Budget) -> None:
-        raise NotImplementedError
+        self.selected["adapt_steps"] = self.adapt_steps

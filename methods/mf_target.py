@@ -7,7 +7,8 @@ Source-domain data: none; this is what transfer methods must beat.
 K=0: a cold user gets the mean user vector (embedding and bias) of the warm target users, i.e. a
 personalization-free, popularity-like ranking. K>0: that mean vector is fitted on the user's support with
 at most ``batch.adapt_steps`` Adam steps (item parameters fixed).
-Validation cold users select the number of epochs (early stopping) and the number of adaptation steps.
+Validation cold users select the number of epochs (early stopping, with their support withheld:
+``validate_pretrain``, so the MF is trained once per task group) and the number of adaptation steps.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmark.api import Budget, ColdBatch, TrainView
+from benchmark.api import ColdBatch, TrainView
 from methods.mf import ColdStartMF, fit_mf, ids
 
 
@@ -25,15 +26,23 @@ class TargetMF(ColdStartMF):
         "Koren, Bell, Volinsky. Matrix Factorization Techniques for Recommender Systems. IEEE Computer 2009"
     )
 
-    def fit(self, view: TrainView, budget: Budget) -> None:
+    pretrained_tensors = ("warm",)
+
+    def train(self, view: TrainView) -> None:
         c = self.config
         self.start_target(view)
         self.warm = ids(np.unique(view.history(view.target_domain).user), self.device)
-        score = lambda: view.validate(self.predict)  # noqa: E731
-        self.log["epochs"] = fit_mf(
-            view, self.target, [view.target_domain], c, self.rng(1), c["epochs"], score
+        sel = fit_mf(
+            view,
+            self.target,
+            [view.target_domain],
+            c,
+            self.rng,
+            c["epochs"],
+            self.predict,
+            validator=view.validate_pretrain,
         )
-        self.select_adapt_steps(view)
+        self.selected["epochs"] = sel.best_epoch
 
     def initial_vectors(self, batch: ColdBatch) -> torch.Tensor:
         mean = self.target.user_vectors(self.warm).mean(0)

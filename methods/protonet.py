@@ -16,10 +16,11 @@ user's source history; query = the other target rows. Loss: sampled softmax of e
 episode's other users' query items and uniformly drawn target items (logits = minus distances), the
 few-shot classification loss of the paper with items as the classes.
 
-Ratings (family R): one prototype per rating level 1..5, built from the user's rated items of both the
-support and the source history (source ratings are also 1..5, so at K=0 the source ratings alone define the
-levels). A level the user never used falls back to a learned prior prototype of that level (the same
-shrinkage as above, so every level is always defined and no user needs a separate fallback). Prediction =
+Ratings (family R): one prototype per rating level (each integer of the task's ``view.rating_range``, 1..5
+on Amazon), built from the user's rated items of both the support and the source history (source ratings
+share the scale, so at K=0 the source ratings alone define the levels). A level the user never used falls
+back to a learned prior prototype of that level (the same shrinkage as above, so every level is always
+defined and no user needs a separate fallback). Prediction =
 the expected rating under the softmax over levels of ``log(w0 + n_l) + b_l + c_{q,l} - |e_q - p_l|^2``:
 minus the squared distance of the query item to the level prototype, plus the log of the user's (weighted,
 shrunk) count of ratings at that level, a learned level bias and a learned per-item level bias. The counts
@@ -27,11 +28,13 @@ are the mixing weights ``pi_k`` of the paper's reading of the classifier as mixt
 without them a user who rates nearly everything 5 would look the same as one who uses all levels evenly.
 Training: the same episodes, rating MSE on the query rows.
 
-Tuned on validation cold users: the number of epochs (early stopping with patience); all else is config.
+Tuned on validation cold users: the number of epochs (early stopping with patience, the support withheld:
+``validate_pretrain``, so training runs once per task group, in ``pretrain``); all else is config.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -40,12 +43,12 @@ from torch import nn
 
 from benchmark.api import Budget, ColdBatch, Episode, Method, TrainView
 from methods.metric_encoders import (
-    N_LEVELS,
     ItemEncoder,
     ItemSet,
     fit_by_validation,
     query_positions,
     random_support_keep,
+    rating_levels,
     squared_distances,
     tensor,
     user_item_sets,
@@ -53,17 +56,22 @@ from methods.metric_encoders import (
 
 
 class PrototypeModel(nn.Module):
-    """Item encoder plus the prototype's learned weights and priors (rating levels' if ``ratings``)."""
+    """Item encoder plus the prototype's learned weights and priors (per rating level, given ``levels``: the
+    task's rating values, e.g. ``rating_levels(view.rating_range)``)."""
 
-    def __init__(self, n_items: int, dim: int, generator: torch.Generator, ratings: bool = False) -> None:
+    def __init__(
+        self, n_items: int, dim: int, generator: torch.Generator, levels: Sequence[float] | None = None
+    ) -> None:
         super().__init__()
         self.encoder = ItemEncoder(n_items, dim, generator)
         self.log_prior_weight = nn.Parameter(torch.zeros(()))
         self.log_source_weight = nn.Parameter(torch.zeros(()))
-        if ratings:
-            self.level_prior = nn.Parameter(torch.zeros(N_LEVELS, dim))
-            self.level_bias = nn.Parameter(torch.zeros(N_LEVELS))
-            self.item_level_bias = nn.Embedding(n_items, N_LEVELS)  # the item's own prior over levels
+        if levels is not None:
+            n = len(levels)
+            self.register_buffer("level_values", torch.tensor(np.asarray(levels), dtype=torch.float32))
+            self.level_prior = nn.Parameter(torch.zeros(n, dim))
+            self.level_bias = nn.Parameter(torch.zeros(n))
+            self.item_level_bias = nn.Embedding(n_items, n)  # the item's own prior over levels
             nn.init.zeros_(self.item_level_bias.weight)
         else:
             self.prior = nn.Parameter(torch.zeros(dim))
@@ -78,10 +86,12 @@ class PrototypeModel(nn.Module):
         return total / (sets.weights.sum(1, keepdim=True) + w0)
 
     def level_prototypes(self, sets: ItemSet) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per rating level, the shrunk weighted mean of the user's items at that level (B, 5, D), and the
-        log of the level's weighted count plus ``w0`` (B, 5): the user's own prior over levels."""
+        """Per rating level, the shrunk weighted mean of the user's items at that level (B, levels, D), and
+        the log of the level's weighted count plus ``w0`` (B, levels): the user's own prior over levels."""
         w0 = self.log_prior_weight.exp()
-        onehot = nn.functional.one_hot(sets.levels(), N_LEVELS).float() * sets.weights.unsqueeze(-1)
+        n = len(self.level_values)
+        levels = sets.levels(float(self.level_values[0]), n)
+        onehot = nn.functional.one_hot(levels, n).float() * sets.weights.unsqueeze(-1)
         total = onehot.transpose(1, 2) @ self.encoder(sets.items) + w0 * self.level_prior
         mass = onehot.sum(1) + w0
         return total / mass.unsqueeze(-1), mass.log()
@@ -90,12 +100,10 @@ class PrototypeModel(nn.Module):
         self, items: torch.Tensor, protos: torch.Tensor, log_mass: torch.Tensor
     ) -> torch.Tensor:
         """Expected level of ``items`` (N,) under softmax over levels of log prior minus squared distance to
-        the level prototypes of the item's user (``protos`` (N, 5, D), ``log_mass`` (N, 5))."""
+        the level prototypes of the item's user (``protos`` (N, levels, D), ``log_mass`` (N, levels))."""
         dist = ((protos - self.encoder(items).unsqueeze(1)) ** 2).sum(-1)
         logits = log_mass + self.level_bias + self.item_level_bias(items) - dist
-        return torch.softmax(logits, dim=-1) @ torch.arange(
-            1, N_LEVELS + 1, dtype=dist.dtype, device=dist.device
-        )
+        return torch.softmax(logits, dim=-1) @ self.level_values.to(dist.dtype)
 
 
 class ProtoNet(Method):
@@ -108,14 +116,17 @@ class ProtoNet(Method):
         self.model: PrototypeModel | None = None
 
     # -- training ---------------------------------------------------------------------------------------
-    def fit(self, view: TrainView, budget: Budget) -> None:
-        cfg = self.config
-        torch.manual_seed(self.seed)
-        rng = np.random.default_rng(self.seed)
-        gen = torch.Generator().manual_seed(self.seed)
+    def setup(self, view: TrainView) -> None:
+        """Facts of the view, free of budget."""
         self.explicit = view.explicit
         self.target_items = tensor(view.items_of(view.target_domain), self.device)
-        self.model = PrototypeModel(view.n_items, int(cfg["dim"]), gen, ratings=view.explicit).to(self.device)
+
+    def pretrain(self, view: TrainView) -> None:
+        """All of training: episodes, epochs selected with the support withheld (``validate_pretrain``)."""
+        cfg, rng, gen = self.config, self.rng, self.torch_generator
+        self.setup(view)
+        levels = rating_levels(view.rating_range) if view.explicit else None
+        self.model = PrototypeModel(view.n_items, int(cfg["dim"]), gen, levels).to(self.device)
         optimizer = torch.optim.Adam(self.model.parameters(), lr=float(cfg["lr"]), fused=True)
 
         def step(episode: Episode) -> None:
@@ -124,8 +135,28 @@ class ProtoNet(Method):
             loss.backward()
             optimizer.step()
 
-        best = fit_by_validation(view, self.model, cfg, rng, step, self.predict)
-        self.validation_score, self.best_epoch = best["score"], int(best["epoch"])
+        sel = fit_by_validation(view, self.model, cfg, rng, step, self.predict, view.validate_pretrain)
+        self.selected = {"epochs": sel.best_epoch}
+
+    def pretrained_state(self) -> dict[str, Any]:
+        assert self.model is not None
+        return {"model": self.model.state_dict(), "selected": dict(self.selected)}
+
+    def load_pretrained(self, state: dict[str, Any]) -> None:
+        values = state["model"]
+        n_items, dim = values["encoder.table.weight"].shape
+        levels = values["level_values"].tolist() if "level_values" in values else None
+        self.model = PrototypeModel(n_items, dim, torch.Generator(), levels)
+        self.model.load_state_dict(values)
+        self.model.to(self.device)
+        self.selected = dict(state["selected"])
+
+    def fit(self, view: TrainView, budget: Budget) -> None:
+        """Pretrain unless done (or loaded); the record's validation score is then taken with the support."""
+        if self.model is None:
+            self.pretrain(view)
+        self.setup(view)
+        self.validation_score = view.validate(self.predict)
 
     def _episode_loss(self, episode: Episode, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
         cfg, model = self.config, self.model

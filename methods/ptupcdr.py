@@ -71,7 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.api import Budget, ColdBatch, Interactions, TrainView
+from benchmark.api import ColdBatch, Interactions, TrainView, init_linear, select_epochs
 from methods.mf import (
     PROFILE_LABELS,
     ColdStartMF,
@@ -82,9 +82,7 @@ from methods.mf import (
     ids,
     integer_ratings,
     listed,
-    seeded,
     sgd_epoch,
-    train_selected,
 )
 
 
@@ -169,18 +167,18 @@ class PTUPCDR(ColdStartMF):
     placeholder: torch.Tensor | None = None
     offset: torch.Tensor
 
-    def fit(self, view: TrainView, budget: Budget) -> None:
+    pretrained_mfs = ("target", "source")
+    pretrained_nets = ("meta",)
+    pretrained_tensors = ("placeholder", "hist_items", "hist_mask", "user_bias", "offset")
+
+    def train(self, view: TrainView) -> None:
         c = self.use_profile(view)
-        self.setup(view)
-        with seeded(self.seed):
-            self.source = self.make_mf(view)
-            self.target = self.make_mf(view)
-            biased = c["bridge"] == "biased"  # the bridge maps [p, b]: (dim + 1) x (dim + 1)
-            self.meta = MetaNet(c["dim"], c["meta_dim"], c["dim"] + biased).to(self.device)
-            if c["empty_history"] == "placeholder":  # the official code's never-trained padding item
-                self.placeholder = (torch.randn(c["dim"]) * c["init_std"]).to(self.device)
-        for model in (self.source, self.target):
-            self.init_mu(model, view)
+        self.start_target(view, "source")
+        gen = self.torch_generator
+        biased = c["bridge"] == "biased"  # the bridge maps [p, b]: (dim + 1) x (dim + 1)
+        self.meta = init_linear(MetaNet(c["dim"], c["meta_dim"], c["dim"] + biased), gen).to(self.device)
+        if c["empty_history"] == "placeholder":  # the official code's never-trained padding item
+            self.placeholder = (torch.randn(c["dim"], generator=gen) * c["init_std"]).to(self.device)
         # histories first: they are charged to the training budget, which the MF stages may then use up
         source_rows = view.batch_history(np.arange(view.n_users))
         hist_items, hist_mask = liked_history(
@@ -189,13 +187,20 @@ class PTUPCDR(ColdStartMF):
         warm = np.zeros(view.n_users, dtype=bool)
         warm[np.unique(view.history(view.target_domain).user)] = True
         warm &= np.bincount(source_rows.user, minlength=view.n_users) > 0
-        rng = self.rng(1)
-        self.log["source_epochs"] = fit_mf(view, self.source, view.source_domains, c, rng, c["mf_epochs"])
-        self.log["target_epochs"] = fit_mf(view, self.target, [view.target_domain], c, rng, c["mf_epochs"])
-        self.log["warm_overlap_users"] = int(warm.sum())
-
+        source = fit_mf(view, self.source, view.source_domains, c, self.rng, c["mf_epochs"])
+        target = fit_mf(view, self.target, [view.target_domain], c, self.rng, c["mf_epochs"])
+        self.selected |= {"source_epochs": source.best_epoch, "target_epochs": target.best_epoch}
         self.hist_items = ids(hist_items, self.device)
         self.hist_mask = torch.as_tensor(hist_mask, device=self.device)
+        self.fit_meta(view, warm)
+
+    def make_net(self, name: str) -> nn.Module:
+        c = self.config
+        return MetaNet(c["dim"], c["meta_dim"], c["dim"] + (c["bridge"] == "biased"))
+
+    def fit_meta(self, view: TrainView, warm: np.ndarray) -> None:
+        """Train the meta network on the warm overlapping users' target rows, MFs frozen (epochs selected)."""
+        c, rng = self.config, self.rng
         self.user_bias = self.target.user_bias.weight[ids(np.flatnonzero(warm), self.device)].mean().detach()
         if c["bridge"] == "biased":  # the mean warm target user vector: the bridge learns the departures
             target_users = ids(np.unique(view.history(view.target_domain).user), self.device)
@@ -224,11 +229,17 @@ class PTUPCDR(ColdStartMF):
 
         for p in [*self.source.parameters(), *self.target.parameters()]:
             p.requires_grad_(False)
-        score = (lambda: view.validate(self.predict)) if c["select"] == "validation" else None
-        self.log["meta_epochs"] = train_selected(
-            run_epoch, [self.meta], c["meta_epochs"], score, c["patience"]
+        predict = self.predict if c["select"] == "validation" else None
+        sel = select_epochs(
+            view,
+            run_epoch,
+            [self.meta],
+            c["meta_epochs"],
+            predict,
+            c["patience"],
+            validator=view.validate_pretrain,
         )
-        self.select_adapt_steps(view)
+        self.selected["meta_epochs"] = sel.best_epoch
 
     def bridged(self, users: torch.Tensor, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Target user vectors from source user vectors and source histories: ``[p_src @ bridge, mean warm

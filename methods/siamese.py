@@ -23,8 +23,9 @@ to item means (item-based kNN with baselines, Koren, KDD 2008): ``mu_q + sum_j k
 ``mu`` is the item's mean training rating shrunk towards its domain's mean; a user with no rated item gets
 ``mu_q``. Relative ratings matter: the plain weighted mean of a user's ratings ignores that items differ.
 
-Tuned on validation cold users: the number of epochs (early stopping), then in family R the temperature
-from the ``temperatures`` grid.
+Tuned on validation cold users: the number of epochs (early stopping, with their support withheld:
+``validate_pretrain``, so the encoder is trained once per task group, in ``pretrain``), then in family R the
+temperature from the ``temperatures`` grid (with the support, in ``fit``).
 """
 
 from __future__ import annotations
@@ -75,16 +76,20 @@ class Siamese(Method):
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
         super().__init__(config, seed, device)
         self.encoder: ItemEncoder | None = None
-        self.temperature = float(config.get("temperature", 0.1))
+        self.temperature = 0.0  # family R's kernel temperature, set in fit
 
     # -- training ---------------------------------------------------------------------------------------
-    def fit(self, view: TrainView, budget: Budget) -> None:
-        cfg = self.config
-        torch.manual_seed(self.seed)
-        rng = np.random.default_rng(self.seed)
-        gen = torch.Generator().manual_seed(self.seed)
+    def setup(self, view: TrainView) -> None:
+        """Facts of the view, free of budget."""
         self.explicit = view.explicit
         self.target_items = tensor(view.items_of(view.target_domain), self.device)
+        if self.explicit:
+            self.temperature = float(self.config["temperature"])
+
+    def pretrain(self, view: TrainView) -> None:
+        """The encoder's episodes, epochs selected with the support withheld (``validate_pretrain``)."""
+        cfg, rng, gen = self.config, self.rng, self.torch_generator
+        self.setup(view)
         if self.explicit:
             self.item_mean = tensor(item_means(view, float(cfg["shrinkage"])), self.device)
         self.encoder = ItemEncoder(view.n_items, int(cfg["dim"]), gen, normalize=True).to(self.device)
@@ -96,15 +101,39 @@ class Siamese(Method):
             loss.backward()
             optimizer.step()
 
-        best = fit_by_validation(view, self.encoder, cfg, rng, step, self.predict)
-        self.validation_score, self.best_epoch = best["score"], int(best["epoch"])
-        if self.explicit:
+        sel = fit_by_validation(view, self.encoder, cfg, rng, step, self.predict, view.validate_pretrain)
+        self.selected = {"epochs": sel.best_epoch}
+
+    def pretrained_state(self) -> dict[str, Any]:
+        assert self.encoder is not None
+        state = {"encoder": self.encoder.state_dict(), "selected": dict(self.selected)}
+        return state | ({"item_mean": self.item_mean} if self.explicit else {})
+
+    def load_pretrained(self, state: dict[str, Any]) -> None:
+        n_items, dim = state["encoder"]["table.weight"].shape
+        self.encoder = ItemEncoder(n_items, dim, torch.Generator(), normalize=True)
+        self.encoder.load_state_dict(state["encoder"])
+        self.encoder.to(self.device)
+        if "item_mean" in state:
+            self.item_mean = state["item_mean"].to(self.device)
+        self.selected = dict(state["selected"])
+
+    def fit(self, view: TrainView, budget: Budget) -> None:
+        """Pretrain unless done (or loaded); then, with the support, family R's temperature."""
+        cfg = self.config
+        if self.encoder is None:
+            self.pretrain(view)
+        self.setup(view)
+        if not self.explicit:
+            self.validation_score = view.validate(self.predict)
+        else:
             scores = {}
             for t in cfg["temperatures"]:
                 self.temperature = float(t)
                 scores[float(t)] = view.validate(self.predict)
             self.temperature = max(scores, key=lambda t: scores[t])
             self.validation_score = scores[self.temperature]
+            self.selected["temperature"] = self.temperature
 
     def _episode_loss(self, episode: Episode, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
         cfg, encoder = self.config, self.encoder

@@ -10,12 +10,14 @@ history (plus their support items at K>0); a neighbour candidate is a training u
 interactions, whose vector holds all their training items. Similarity is cosine with shrinkage,
 ``sim = dot / (|u| |v| + shrink)``, which discounts neighbours that overlap by chance on few items; the
 top ``k`` neighbours are kept.
-Ranking (L, C): score of a target item = sum over neighbours of ``sim * interacted``, plus a negligible
-popularity term that only breaks ties (a user with no overlapping neighbour gets the popularity ranking).
+Ranking (L, C): score of a target item = sum over neighbours of ``sim * interacted``, blended with the
+item's target-domain popularity (``pop_weight``, ``ClassicalMethod.blend``; a negligible share always
+breaks ties, so a user with no overlapping neighbour gets the popularity ranking).
 Ratings (R): the bias-transfer baseline ``mu + b_i + b_u`` (``methods.bias_transfer``, its lambdas selected
 first) plus the neighbours' similarity-weighted baseline residuals on the query item,
 ``sum_v sim (r_vi - b_vi) / (sum_v sim [v rated i] + residual_shrink)``, clipped to the rating range.
-Selected on validation cold users: ``k`` and ``shrink`` (and ``residual_shrink`` in R) over the TOML grid.
+Selected on validation cold users: ``k`` and ``shrink`` (and ``residual_shrink`` in R, ``pop_weight`` in L
+and C) over the TOML grid.
 Cost: one sparse product (cold users x items) @ (items x neighbours) per batch, then a top-k per row.
 """
 
@@ -34,7 +36,6 @@ from methods.knn import (
     candidates_of,
     cold_matrix,
     grid,
-    read_rows,
     spmm_flops,
     top_k_rows,
 )
@@ -51,13 +52,8 @@ class UserKNN(ClassicalMethod):
     )
 
     def fit(self, view: TrainView, budget: Budget) -> None:
-        rows = read_rows(view)
-        target = view.domain_index(view.target_domain)
-        on_target = rows.domain == target
-        self.n_items = view.n_items
-        self.target_items = view.items_of(view.target_domain)
-        self.column = np.full(view.n_items, -1)
-        self.column[self.target_items] = np.arange(len(self.target_items))
+        rows = self.read_targets(view)
+        on_target = rows.domain == self.target
         users = np.unique(rows.user[on_target])  # neighbour candidates: training users with target rows
         position = np.full(view.n_users, -1)
         position[users] = np.arange(len(users))
@@ -81,7 +77,7 @@ class UserKNN(ClassicalMethod):
             )
             keys = (*keys, "residual_shrink")
         else:
-            self.set_popularity(rows, view.n_items, target)
+            keys = (*keys, "pop_weight")
         self.cfg: dict[str, Any] = {}
         self.select(view, list(grid(self.config, keys)), lambda cfg: cfg)
         self.finish_fit(view)
@@ -105,7 +101,7 @@ class UserKNN(ClassicalMethod):
             return self.predict_ratings(batch, w, self.baseline)
         cands = candidates_of(batch)
         scores = (w @ self.interacted).toarray()[:, self.column[cands]]
-        return scores + self.popularity[cands][None, :]
+        return self.blend(scores, cands, float(self.cfg["pop_weight"]))
 
     def predict_ratings(self, batch: ColdBatch, w: sp.csr_matrix, baseline: Baseline) -> np.ndarray:
         if not batch.wants_ratings:

@@ -28,6 +28,7 @@ from tasks.checksums import require_verified, sha256_file
 from tasks.schema import ARROW_SCHEMA, COLUMNS, DataError, canonical
 from tasks.spec import TaskSpec
 from tasks.split import (
+    POOL,
     TABLES,
     cut_global_time,
     cut_history_at_first_query,
@@ -36,7 +37,7 @@ from tasks.split import (
     sort_rows,
 )
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 4  # 4: the pool table (tasks.split.POOL) and its items in counts.target_items
 MANIFEST = "manifest.json"
 NEGATIVES_SCHEMA = pa.schema(
     [("user", pa.string()), ("item", pa.string()), ("negatives", pa.list_(pa.string()))]
@@ -166,12 +167,15 @@ def _split(
 
 
 def clean(
-    tables: dict[str, pd.DataFrame], spec: TaskSpec, raw_item_ids: bool
+    tables: dict[str, pd.DataFrame], spec: TaskSpec, raw_item_ids: bool, rows: pd.DataFrame | None = None
 ) -> tuple[dict[str, pd.DataFrame], dict, dict]:
     """Apply the spec's protocol v2 cleaning rules, then audit the result; returns (tables, audit, counts).
 
     Order: the time rules (L) first, since they change the training rows the duplicate detector reads; then
-    the duplicate pairs are found on the final training rows and the query pairs they touch are dropped.
+    the duplicate pairs are found on the final training rows and the query pairs they touch are dropped,
+    then the cold units (users, or items) left with no query. In the cold-item families a cold item has no
+    training row, so the pairs are found on ``rows``, every row of the task's domains that the split read
+    (the same for every K: a pool row outside a K-shot support is still a review of the product).
     """
     counts: dict = {}
     if spec.rule("time_cut") == "global":
@@ -180,18 +184,23 @@ def clean(
     if spec.rule("history") == "before-first-query":
         tables, removed = cut_history_at_first_query(tables, spec)
         counts |= removed
+    declared = protocols.get(spec.family)
     params = audit.AuditParams(spec.audit["jaccard"], int(spec.audit["min_co"]))
-    pairs = audit.duplicate_pairs(tables["train"], spec.source, spec.target, params, raw_item_ids)
+    if declared.cold == "items" and rows is not None:
+        rows = rows[rows["domain"].isin(spec.domains())]
+    rows = audit.detection_rows(tables, declared.cold, rows)
+    pairs = audit.duplicate_pairs(rows, spec.source, spec.target, params, raw_item_ids)
     if spec.rule("duplicates") == "drop-query":
         touched = {
             name: audit.touched_rows(tables[name], tables["train"], pairs, spec.source)
             for name in audit.QUERY_TABLES
         }
-        tables, removed = drop_duplicate_queries(tables, touched)
+        tables, removed = drop_duplicate_queries(tables, touched, audit.UNIT[declared.cold])
         counts |= removed
     tables = {name: sort_rows(t) for name, t in tables.items()}
-    explicit = protocols.get(spec.family).explicit
-    report = audit.audit(tables, spec.source, spec.target, params, raw_item_ids, explicit, pairs)
+    report = audit.audit(
+        tables, spec.source, spec.target, params, raw_item_ids, declared.explicit, pairs, declared.cold, rows
+    )
     return tables, report, counts
 
 
@@ -199,7 +208,7 @@ def make_tables(spec: TaskSpec, data_dir: Path, revision: str | None = None) -> 
     """The task's tables with their audit and provenance (no files written); a rule that stores negatives
     samples them last, from the cleaned query pairs."""
     tables, rows = _split(spec, data_dir, revision)
-    tables, report, counts = clean(tables, spec, catalog.get_dataset(spec.dataset).raw_item_ids)
+    tables, report, counts = clean(tables, spec, catalog.get_dataset(spec.dataset).raw_item_ids, rows.table)
     if protocols.get(spec.family).split.negatives:
         target_rows = rows.table[rows.table["domain"] == spec.target]
         items = pd.concat([t[t["domain"] == spec.target]["item"] for n, t in tables.items() if n in TABLES])
@@ -210,8 +219,8 @@ def make_tables(spec: TaskSpec, data_dir: Path, revision: str | None = None) -> 
 def counts_of(tables: dict[str, pd.DataFrame], spec: TaskSpec) -> dict[str, int]:
     """Counts recorded in the manifest (a test re-derives them from the tables)."""
     train = tables["train"]
-    target_items = pd.concat(
-        [t[t["domain"] == spec.target]["item"] for n, t in tables.items() if n in TABLES]
+    target_items = pd.concat(  # the task's item universe, the pool's items included
+        [t[t["domain"] == spec.target]["item"] for n, t in tables.items() if n in (*TABLES, POOL)]
     )
     out = {f"{name}_rows": len(tables[name]) for name in TABLES}
     out |= {
@@ -222,6 +231,12 @@ def counts_of(tables: dict[str, pd.DataFrame], spec: TaskSpec) -> dict[str, int]
         ),
         "target_items": int(target_items.nunique()),
     }
+    if protocols.get(spec.family).cold == "items":
+        for query, support in audit.QUERY_TABLES.items():
+            items = pd.concat([tables[support]["item"], tables[query]["item"]])
+            out[f"{'test' if query == 'query' else 'valid'}_cold_items"] = int(items.nunique())
+    if POOL in tables:
+        out["pool_rows"] = len(tables[POOL])
     if "negatives" in tables:
         out["negatives_rows"] = len(tables["negatives"])
     return out

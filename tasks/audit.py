@@ -11,6 +11,11 @@ Two items of different domains are flagged duplicates when
 - they carry the same raw ID (where the data set has raw IDs), or
 - their reviewer sets among training users are (near) identical: Jaccard >= ``jaccard`` over at least
   ``min_co`` co-reviewers.
+
+In the cold-item families (``FamilyProtocol.cold == "items"``) a cold item has no training row, so its
+reviewer set is read from every row of the task (``detection_rows``); the audit then checks cold items
+instead of cold users: validation and test cold items are disjoint, no cold item has a training row, and
+(with timestamps) no cold item's support comes after its query (``item_look_ahead``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,22 @@ import pandas as pd
 import scipy.sparse as sp
 
 QUERY_TABLES = {"query": "support", "valid_query": "valid_support"}
+TABLES = ("train", "support", "query", "valid_support", "valid_query")
+UNIT = {"users": "user", "items": "item"}  # a family's ``cold`` -> the column of its cold unit
+
+
+def detection_rows(
+    tables: dict[str, pd.DataFrame], cold: str, rows: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The rows the duplicate detector reads: the training rows, or, where the cold units are items (which
+    have no training row), every row of the task: ``rows`` (the split's input, the same for every K) when
+    given, else the task's tables. The detector's result is used by the builder only (to clean and to
+    audit); methods never see it."""
+    if cold == "users":
+        return tables["train"]
+    if rows is not None:
+        return rows
+    return pd.concat([tables[name] for name in TABLES], ignore_index=True)
 
 
 @dataclass(frozen=True)
@@ -158,6 +179,72 @@ def look_ahead(tables: dict[str, pd.DataFrame], source: tuple[str, ...], target:
     }
 
 
+def _cold_item_ids(tables: dict[str, pd.DataFrame], query: str) -> np.ndarray:
+    frame = pd.concat([tables[QUERY_TABLES[query]]["item"], tables[query]["item"]])
+    return np.asarray(frame.unique(), dtype=object)
+
+
+def _share_later(keys: np.ndarray, users: np.ndarray, times: np.ndarray, span: int) -> tuple[int, int]:
+    """Over (query pair, training row of the same user): how many rows are later than the pair, and all."""
+    end = np.searchsorted(keys, users * span + span - 1, side="right")
+    later = end - np.searchsorted(keys, users * span + times, side="right")
+    every = end - np.searchsorted(keys, users * span - 1, side="right")
+    return int(later.sum()), int(every.sum())
+
+
+def item_look_ahead(tables: dict[str, pd.DataFrame], target: str) -> dict | None:
+    """Cold items with timestamps: support against query, and how much of train is later than the query.
+
+    ``support_after_first_query`` (fails the audit when > 0): the share of cold items whose latest support
+    row is later than their earliest query row. The rest is measured, not failed, as warm users' later rows
+    are in family L: training is shared by all cold items, so no per-item cut of it exists.
+    ``target_train_after_first_query_median``: per cold item, the share of target training rows later than
+    its first query, median over items; ``query_user_rows_after_query``: over query pairs, the share of the
+    query user's training rows later than that query interaction; ``train_after_earliest_query``.
+    """
+    train = tables["train"]
+    if train["ts"].isna().all():
+        return None
+    queries = pd.concat([tables["query"], tables["valid_query"]])
+    supports = pd.concat([tables["support"], tables["valid_support"]])
+    first_query = queries.groupby("item", observed=True)["ts"].min()
+    last_support = supports.groupby("item", observed=True)["ts"].max()
+    both = last_support.index.intersection(first_query.index)
+    after = int((last_support[both].to_numpy(np.float64) > first_query[both].to_numpy(np.float64)).sum())
+    warm_target = np.sort(train[train["domain"] == target]["ts"].dropna().to_numpy(dtype=np.float64))
+    fq = first_query.to_numpy(dtype=np.float64)
+    per_item = (len(warm_target) - np.searchsorted(warm_target, fq, side="right")) / max(len(warm_target), 1)
+    timed = train.dropna(subset=["ts"])
+    codes, _ = pd.factorize(pd.concat([timed["user"], queries["user"]]).to_numpy(dtype=object))
+    t_code, q_code = codes[: len(timed)].astype(np.int64), codes[len(timed) :].astype(np.int64)
+    low = int(min(timed["ts"].min(), queries["ts"].min()))
+    span = int(max(timed["ts"].max(), queries["ts"].max())) - low + 2
+    keys = np.sort(t_code * span + (timed["ts"].to_numpy(dtype=np.int64) - low))
+    later, every = _share_later(keys, q_code, queries["ts"].to_numpy(dtype=np.int64) - low, span)
+    return {
+        "cold_items": len(first_query),
+        "support_after_first_query": _share(after, len(both)),
+        "target_train_after_first_query_median": round(float(np.median(per_item)), 6) if len(fq) else 0.0,
+        "query_user_rows_after_query": _share(later, every),
+        "train_after_earliest_query": _share(
+            int((train["ts"].to_numpy(dtype=np.float64) >= first_query.min()).sum()), len(train)
+        ),
+    }
+
+
+def _cold_item_checks(tables: dict[str, pd.DataFrame], target: str) -> dict:
+    """The audit's cold-item part: disjoint validation and test items, none in train, the look-ahead."""
+    test, valid = _cold_item_ids(tables, "query"), _cold_item_ids(tables, "valid_query")
+    train_items = tables["train"].loc[tables["train"]["domain"] == target, "item"].to_numpy(dtype=object)
+    return {
+        "cold": "items",
+        "cold_items": {"test": len(test), "valid": len(valid)},
+        "valid_test_item_overlap": len(np.intersect1d(test, valid)),
+        "cold_items_in_train": len(np.intersect1d(np.concatenate([test, valid]), train_items)),
+        "look_ahead": item_look_ahead(tables, target),
+    }
+
+
 def audit(
     tables: dict[str, pd.DataFrame],
     source: tuple[str, ...],
@@ -166,6 +253,8 @@ def audit(
     raw_ids: bool,
     explicit: bool,
     pairs: pd.DataFrame | None = None,
+    cold: str = "users",
+    rows: pd.DataFrame | None = None,
 ) -> dict:
     """The audit summary stored in the manifest (``audit``); ``passed`` is what ranked tasks require.
 
@@ -174,10 +263,17 @@ def audit(
     in train is later than that user's first query interaction. Warm users' rows later than the cold users'
     queries are measured (``target_train_after_first_query_median``) but do not fail a task: only the
     global-time variants remove them.
+
+    Cold items (``cold = "items"``): duplicates are read from every row of the task (``rows``, else the
+    tables); a task passes when no query pair is touched, validation and test cold items are disjoint, no
+    cold item has a training row and no cold item's support is later than its first query. Users may be
+    asked about validation and test items alike (``valid_test_user_overlap`` is measured, not failed):
+    they are warm users.
     """
     train = tables["train"]
+    rows = detection_rows(tables, cold, rows)
     if pairs is None:
-        pairs = duplicate_pairs(train, source, target, params, raw_ids)
+        pairs = duplicate_pairs(rows, source, target, params, raw_ids)
     out: dict = {
         "params": {"jaccard": params.jaccard, "min_co": params.min_co},
         "raw_ids": raw_ids,
@@ -186,7 +282,7 @@ def audit(
         "duplicate_pairs_reviewers": int((pairs["why"] == "reviewers").sum()),
     }
     if explicit and len(pairs):
-        out["co_reviews"] = same_rating_share(train, pairs, source, target)
+        out["co_reviews"] = same_rating_share(rows, pairs, source, target)
     for name in QUERY_TABLES:
         frame = tables[name]
         mask = touched_rows(frame, train, pairs, source)
@@ -202,6 +298,17 @@ def audit(
     test_users = set(pd.concat([tables["query"]["user"], tables["support"]["user"]]))
     valid_users = set(pd.concat([tables["valid_query"]["user"], tables["valid_support"]["user"]]))
     out["valid_test_user_overlap"] = len(test_users & valid_users)
+    if cold == "items":
+        out |= _cold_item_checks(tables, target)
+        ahead = out["look_ahead"]["support_after_first_query"] if out["look_ahead"] else 0.0
+        out["passed"] = bool(
+            out["query"]["touched_pairs"] == 0
+            and out["valid_query"]["touched_pairs"] == 0
+            and out["valid_test_item_overlap"] == 0
+            and out["cold_items_in_train"] == 0
+            and ahead == 0.0
+        )
+        return out
     out["look_ahead"] = look_ahead(tables, source, target)
     cold_ahead = out["look_ahead"]["cold_source_after_first_query"] if out["look_ahead"] else 0.0
     out["passed"] = bool(
@@ -214,9 +321,16 @@ def audit(
 
 
 def summary(report: dict) -> dict:
-    """The audit figures a run record carries: the leaderboard ranks or sets aside without the artifact."""
+    """The audit figures a run record carries: the leaderboard ranks or sets aside without the artifact.
+
+    A cold-item audit adds ``cold`` and ``valid_test_item_overlap``; a cold-user summary is unchanged."""
     ahead = report.get("look_ahead") or {}
-    return {
+    items = (
+        {"cold": "items", "valid_test_item_overlap": int(report["valid_test_item_overlap"])}
+        if report.get("cold") == "items"
+        else {}
+    )
+    return items | {
         "passed": bool(report["passed"]),
         "duplicate_pairs": int(report["duplicate_pairs"]),
         "query_pairs": int(report["query"]["pairs"]),

@@ -21,14 +21,22 @@ import pandas as pd
 
 from tasks import filters
 from tasks.schema import DataError
-from tasks.split import split_leave_one_domain_out, split_published, split_rating_transfer
+from tasks.split import (
+    split_item_earliest,
+    split_item_ratings,
+    split_leave_one_domain_out,
+    split_published,
+    split_rating_transfer,
+)
 
 if TYPE_CHECKING:
     from tasks.catalog import Dataset
     from tasks.spec import TaskSpec
 
 __all__ = [
+    "COLD_UNITS",
     "FAMILIES",
+    "METHOD_DEFAULT_FAMILIES",
     "NEEDS",
     "PREDICTIONS",
     "PROTOCOLS",
@@ -43,6 +51,7 @@ __all__ = [
 
 PREDICTIONS = ("ratings", "ranking")  # what a method returns: ratings of query pairs, or candidate scores
 READS = ("rows", "published")  # what a split rule cuts: the task's rows, or a data set's published files
+COLD_UNITS = ("users", "items")  # what a family holds out: new users (R, L, C) or new products (IR, IL)
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,13 @@ class FamilyProtocol:
     and ``valid_fraction`` required; otherwise refused), the ``[filters]`` keys allowed and required, the
     ``[clean]`` rules allowed, what the data set must offer (``needs``, keys of ``NEEDS``), and ``check``,
     the split rule's own rule between fields (``check(spec, where)`` raises ``DataError``).
+
+    ``cold``: what is held out (``COLD_UNITS``). ``users``: cold users, whose target rows leave train.
+    ``items``: cold items (new products), whose every row leaves train; the builder then looks for duplicate
+    products over all the task's rows (a cold item has no training row), drops emptied items rather than
+    users, and audits cold items (``tasks.audit``). ``default_for_methods``: whether a method that does not
+    list its families (``benchmark.api.Method.families``) supports this one; a family whose tasks need a
+    method API the existing methods do not implement yet sets it to false (``METHOD_DEFAULT_FAMILIES``).
     """
 
     name: str
@@ -111,9 +127,13 @@ class FamilyProtocol:
     clean: tuple[str, ...] = ("duplicates",)
     needs: tuple[str, ...] = ()
     check: Callable[[TaskSpec, str], None] | None = None
+    cold: str = "users"
+    default_for_methods: bool = True
 
     def __post_init__(self) -> None:
         problems = []
+        if self.cold not in COLD_UNITS:
+            problems.append(f"cold {self.cold!r} is not one of {COLD_UNITS}")
         if self.prediction not in PREDICTIONS:
             problems.append(f"prediction {self.prediction!r} is not one of {PREDICTIONS}")
         if self.split.reads not in READS:
@@ -165,37 +185,50 @@ def get(family: str) -> FamilyProtocol:
 
 
 class _Names(Sequence[str]):
-    """The registered family names in registration order, read live (a family registered later is in it).
+    """The registered family names in registration order (those whose declaration passes ``keep``), read
+    live (a family registered later is in it).
 
     Shown as a tuple, so messages read ``('R', 'L', 'C')``."""
+
+    def __init__(self, keep: Callable[[FamilyProtocol], bool] | None = None) -> None:
+        self._keep = keep
+
+    def _names(self) -> tuple[str, ...]:
+        if self._keep is None:
+            return tuple(PROTOCOLS)
+        return tuple(name for name, p in PROTOCOLS.items() if self._keep(p))
 
     @overload
     def __getitem__(self, index: int) -> str: ...
     @overload
     def __getitem__(self, index: slice) -> tuple[str, ...]: ...
     def __getitem__(self, index: Any) -> Any:
-        return tuple(PROTOCOLS)[index]
+        return self._names()[index]
 
     def __len__(self) -> int:
-        return len(PROTOCOLS)
+        return len(self._names())
 
     def __iter__(self) -> Iterator[str]:
-        return iter(tuple(PROTOCOLS))
+        return iter(self._names())
 
     def __contains__(self, name: object) -> bool:
-        return name in PROTOCOLS
+        return name in self._names()
 
     def __eq__(self, other: object) -> bool:
-        return tuple(self) == (tuple(other) if isinstance(other, Sequence) else other)
+        return self._names() == (tuple(other) if isinstance(other, Sequence) else other)
 
     def __hash__(self) -> int:
-        return hash(tuple(self))
+        return hash(self._names())
 
     def __repr__(self) -> str:
-        return repr(tuple(PROTOCOLS))
+        return repr(self._names())
 
 
 FAMILIES: Sequence[str] = _Names()  # the one list of families
+# The families a method supports when it does not say (``benchmark.api.Method.families``): every registered
+# family but those declared ``default_for_methods=False`` (the cold-item families, whose cold batches the
+# existing methods cannot answer yet).
+METHOD_DEFAULT_FAMILIES: Sequence[str] = _Names(lambda p: p.default_for_methods)
 
 
 # ---------------------------------------------------------------- the split rules' own rules between fields
@@ -223,6 +256,15 @@ def _support_before_query(spec: TaskSpec, where: str) -> None:
         raise DataError(
             f"{where}: field 'k' ({spec.k}) must be < [filters] min_target ({min_target}): support and query"
             " would overlap"
+        )
+
+
+def _support_in_item_pool(spec: TaskSpec, where: str) -> None:
+    """IR, IL: support = the first K of a per-item pool of ``pool`` rows, query = the rows after the pool."""
+    pool = spec.filters["pool"]
+    if spec.k > pool:
+        raise DataError(
+            f"{where}: field 'k' ({spec.k}) must be <= [filters] pool ({pool}): support would take query rows"
         )
 
 
@@ -294,6 +336,59 @@ register(
         required_filters=("negatives",),
         clean=("duplicates", "users"),
         needs=("published_split",),
+    )
+)
+register(
+    FamilyProtocol(
+        name="IR",
+        title="Cold-start items (new products), explicit ratings, K-shot",
+        description=(
+            "One source and one target domain with 1-5 star ratings; the cold units are target items. Target "
+            "items with more than pool ratings are shuffled once: the first beta are test cold items, the "
+            "last valid_fraction validation cold items. A seeded pool of pool ratings per cold item; support "
+            "= its first K, query = the item's ratings after the pool (the same for every K). Every row of a "
+            "cold item leaves train; training = everything else, the source domain included. Ranked by "
+            "item_mae (per cold item MAE, averaged over cold items), lower is better."
+        ),
+        split=SplitRule(split_item_ratings),
+        prediction="ratings",
+        rank_metric="item_mae",
+        reported_metrics=("mae", "item_mae"),
+        curves=True,
+        one_source=True,
+        filters=("pool",),
+        required_filters=("pool",),
+        needs=("explicit",),
+        check=_support_in_item_pool,
+        cold="items",
+        default_for_methods=False,
+    )
+)
+register(
+    FamilyProtocol(
+        name="IL",
+        title="Cold-start items (new products), implicit feedback with timestamps, K-shot",
+        description=(
+            "One target domain, the others as sources, implicit feedback with timestamps; the cold units are "
+            "target items. Target items with more than pool interactions are shuffled once: the first beta "
+            "are test cold items, the last valid_fraction validation cold items. Support = the K earliest "
+            "interactions of a cold item, query = its interactions after the pool earliest ones (the same "
+            "for every K). Every row of a cold item leaves train. Scored per query pair: the rank of the "
+            "cold item among all cold items of the task (test or validation), for the query user; ranked by "
+            "item_ndcg@10 (per cold item mean over its query users, averaged over cold items), higher is "
+            "better."
+        ),
+        split=SplitRule(split_item_earliest),
+        prediction="ranking",
+        rank_metric="item_ndcg@10",
+        reported_metrics=("item_ndcg@10",),
+        curves=True,
+        filters=("pool",),
+        required_filters=("pool",),
+        needs=("timestamps",),
+        check=_support_in_item_pool,
+        cold="items",
+        default_for_methods=False,
     )
 )
 _BUILT_IN = frozenset(PROTOCOLS)

@@ -3,22 +3,25 @@
 Fields (all required unless marked):
   id            task id, equal to the file name stem (``R-books2movies-b20-k3``)
   family        a registered family (``tasks.protocols``): ``R`` (explicit ratings), ``L``
-                (leave-one-domain-out, implicit) or ``C`` (published split); its declaration holds the
-                per-family rules below (sources, fractions, filters, cleaning rules, data-set needs)
+                (leave-one-domain-out, implicit), ``C`` (published split), ``IR`` / ``IL`` (cold items,
+                explicit / implicit); its declaration holds the per-family rules below (sources,
+                fractions, filters, cleaning rules, data-set needs)
   dataset       a data set declared on the search path (``tasks.catalog``; its name or an alias)
-  source        list of source domains (Amazon category names, or the data set's aliases); R and C take one
+  source        list of source domains (Amazon category names, or the data set's aliases); R, C, IR take one
   target        the target domain
-  k             support size per cold user (0 = no support)
-  beta          fraction of the shuffled eligible users that are test cold users (families R, L)
-  valid_fraction  fraction taken from the end of the same order as validation cold users (families R, L)
+  k             support size per cold user, or per cold item in IR/IL (0 = no support)
+  beta          fraction of the shuffled eligible users (IR, IL: items) that are test cold (families R, L,
+                IR, IL)
+  valid_fraction  fraction taken from the end of the same order as validation cold users (items)
   split_seed    seed of every sample the split takes
   metrics       metric names the harness reports (``benchmark.metrics``; checked when the caller names the
                 known ones with ``set_known_metrics``, as the command line does)
   [filters]     family-specific eligibility: ``min_target`` (L: target interactions needed, > k),
                 ``min_other`` (L: interactions in other domains needed), ``pool`` (R, K>0: support pool
-                size, >= k), ``negatives`` (C: sampled negatives per query pair); for hub-scale data (R, L,
-                optional, see ``tasks.filters``): ``min_user_interactions``, ``min_item_interactions``,
-                ``min_overlap``, ``max_users``
+                size, >= k; IR, IL, required: per cold item, the pool the support is taken from, >= k,
+                and an item needs more rows than it to be cold), ``negatives`` (C: sampled negatives
+                per query pair); for hub-scale data (R, L, optional, see ``tasks.filters``):
+                ``min_user_interactions``, ``min_item_interactions``, ``min_overlap``, ``max_users``
   [budget]      ``train_examples_multiple`` (x train rows), ``adapt_steps`` (per cold user),
                 ``wall_seconds`` (fit + predict, 2 CPU cores); each > 0
   ranked        (optional, default true) whether the task enters its family's ranked table; variants kept

@@ -2,7 +2,8 @@
 
 Every rule is a pure function of the deduplicated table and the spec. IDs are sorted before any sampling and
 every sample comes from ``numpy.random.default_rng([split_seed, stream])`` with a fixed stream per purpose
-(0: user order, 1: support pool, 2: negatives), never from ``hash()``, set or dict order. Each family's
+(0: user order, or item order in the cold-item families, 1: support pool, 2: negatives), never from
+``hash()``, set or dict order. Each family's
 declaration (``tasks.protocols``) names its rule; the builder calls it through that declaration.
 """
 
@@ -19,6 +20,10 @@ if TYPE_CHECKING:  # tasks.spec reads the family declarations (tasks.protocols),
     from tasks.spec import TaskSpec
 
 TABLES = ("train", "support", "query", "valid_support", "valid_query")
+# The cold users' pool rows that no other table holds (past the first K). No method or metric reads them:
+# they make the task's item universe (the candidates, the encoded item indices) the same for every K of a
+# group, so K-shot curves rank the same candidates and a K-independent pretraining is shared across K.
+POOL = "pool"
 STREAM_USERS, STREAM_POOL, STREAM_NEGATIVES = 0, 1, 2
 ORDER = ["domain", "user", "ts", "item"]
 
@@ -78,6 +83,7 @@ def split_rating_transfer(table: pd.DataFrame, spec: TaskSpec) -> dict[str, pd.D
         "query": query[query["user"].isin(test)],
         "valid_support": support[support["user"].isin(valid)],
         "valid_query": query[query["user"].isin(valid)],
+        POOL: rows[(position >= spec.k) & (position < pool)],
     }
     return {name: sort_rows(t[list(COLUMNS)]) for name, t in tables.items()}
 
@@ -104,8 +110,66 @@ def split_leave_one_domain_out(table: pd.DataFrame, spec: TaskSpec) -> dict[str,
         "query": query[query["user"].isin(test)],
         "valid_support": support[support["user"].isin(valid)],
         "valid_query": query[query["user"].isin(valid)],
+        POOL: rows[(position >= spec.k) & (position < min_target - 1)],
     }
     return {name: sort_rows(t) for name, t in tables.items()}
+
+
+def _cold_item_tables(
+    train: pd.DataFrame, rows: pd.DataFrame, test: np.ndarray, valid: np.ndarray, spec: TaskSpec
+) -> dict[str, pd.DataFrame]:
+    """Cold items' tables: ``rows`` (every row of the cold items) in each item's pool order; support = its
+    first K rows, query = the rows after the pool (so the query is the same for every K <= pool)."""
+    pool = spec.filters["pool"]
+    position = rows.groupby("item", sort=False, observed=True).cumcount().to_numpy()
+    support = rows[position < spec.k]
+    query = rows[position >= pool]
+    tables = {
+        "train": train,
+        "support": support[support["item"].isin(test)],
+        "query": query[query["item"].isin(test)],
+        "valid_support": support[support["item"].isin(valid)],
+        "valid_query": query[query["item"].isin(valid)],
+    }
+    return {name: sort_rows(t[list(COLUMNS)]) for name, t in tables.items()}
+
+
+def _cold_items(target: pd.DataFrame, spec: TaskSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Test and validation cold items: the target items with more than ``pool`` rows (a pool and at least
+    one query row), sorted, shuffled once with stream 0; the first ``beta`` test, the last
+    ``valid_fraction`` validation. Items with fewer rows are never cold: they stay in train."""
+    n_rows = target.groupby("item", observed=True).size()
+    eligible = n_rows.index[n_rows > spec.filters["pool"]].to_numpy(dtype=object)
+    return cold_user_groups(eligible, spec)  # the same draw as cold users, over item ids
+
+
+def split_item_ratings(table: pd.DataFrame, spec: TaskSpec) -> dict[str, pd.DataFrame]:
+    """Family IR: cold items with explicit ratings. Each cold item's ratings (sorted by user) draw one seeded
+    key each (stream 1, one draw over all cold items' rows, whatever K); the ``pool`` smallest keys are its
+    pool, support = the first K of the pool, query = its ratings outside the pool. Training = every row of
+    the source domain and the target rows of the items that are not cold."""
+    source = table[table["domain"] == spec.source[0]]
+    target = table[table["domain"] == spec.target]
+    test, valid = _cold_items(target, spec)
+    is_cold = target["item"].isin(np.concatenate([test, valid]))
+    rows = target[is_cold].sort_values(["item", "user"], kind="stable")
+    rows = rows.assign(_key=rng(spec, STREAM_POOL).random(len(rows)))
+    rows = rows.sort_values(["item", "_key"], kind="stable")
+    return _cold_item_tables(pd.concat([source, target[~is_cold]]), rows, test, valid, spec)
+
+
+def split_item_earliest(table: pd.DataFrame, spec: TaskSpec) -> dict[str, pd.DataFrame]:
+    """Family IL: cold items with timestamps. A cold item's pool is its ``pool`` earliest interactions (ties
+    in time broken by user id), support = the first K of them, query = its interactions after the pool; no
+    support row is later than any query row of the same item. Training = every row of the source domains
+    and the target rows of the items that are not cold."""
+    table = table[table["domain"].isin([*spec.source, spec.target])]
+    target = table[table["domain"] == spec.target]
+    other = table[table["domain"] != spec.target]
+    test, valid = _cold_items(target, spec)
+    is_cold = target["item"].isin(np.concatenate([test, valid]))
+    rows = target[is_cold].sort_values(["item", "ts", "user"], kind="stable")
+    return _cold_item_tables(pd.concat([other, target[~is_cold]]), rows, test, valid, spec)
 
 
 def split_published(
@@ -138,8 +202,9 @@ def split_published(
 def _drop_cold_users(tables: dict[str, pd.DataFrame], users: np.ndarray) -> dict[str, pd.DataFrame]:
     """Remove ``users`` from the support and query tables (their source rows in train stay)."""
     out = dict(tables)
-    for name in ("support", "query", "valid_support", "valid_query"):
-        out[name] = tables[name][~tables[name]["user"].isin(users)]
+    for name in ("support", "query", "valid_support", "valid_query", POOL):
+        if name in tables:
+            out[name] = tables[name][~tables[name]["user"].isin(users)]
     return out
 
 
@@ -188,24 +253,26 @@ def cut_history_at_first_query(
 
 
 def drop_duplicate_queries(
-    tables: dict[str, pd.DataFrame], touched: dict[str, np.ndarray]
+    tables: dict[str, pd.DataFrame], touched: dict[str, np.ndarray], unit: str = "user"
 ) -> tuple[dict, dict[str, int]]:
-    """Protocol v2: remove the query pairs flagged by the audit, then the users left with no query.
+    """Protocol v2: remove the query pairs flagged by the audit, then the cold units left with no query.
 
     ``touched[name]`` masks the rows of ``query`` / ``valid_query`` whose target item duplicates an item of
-    the same user's source history. Source histories stay as they are.
+    the same user's source history. ``unit`` is the column of the cold unit: ``user`` (a cold user left
+    with no query is removed with their support) or ``item`` (a cold item likewise). Source histories stay
+    as they are.
     """
     out = dict(tables)
     counts: dict[str, int] = {}
     for name, support in (("query", "support"), ("valid_query", "valid_support")):
-        before = tables[name]["user"].unique()
+        before = tables[name][unit].unique()
         out[name] = tables[name][~touched[name]]
-        gone = np.setdiff1d(
-            np.asarray(before, dtype=object), out[name]["user"].unique().to_numpy(dtype=object)
-        )
-        out[support] = tables[support][~tables[support]["user"].isin(gone)]
+        gone = np.setdiff1d(np.asarray(before, dtype=object), out[name][unit].unique().to_numpy(dtype=object))
+        out[support] = tables[support][~tables[support][unit].isin(gone)]
+        if POOL in out:
+            out[POOL] = out[POOL][~out[POOL][unit].isin(gone)]
         counts[f"{name}_pairs_removed"] = int(touched[name].sum())
-        counts[f"{name}_users_removed"] = len(gone)
+        counts[f"{name}_{unit}s_removed"] = len(gone)
     return out, counts
 
 

@@ -163,7 +163,7 @@ def test_top_k_keeps_the_largest_positive_entries_per_row() -> None:
 def test_ease_weights_are_the_closed_form_with_a_zero_diagonal() -> None:
     enc = planted_task("L")
     view = harness.make_view(enc, harness.budget_of(enc.spec, 10**6), deadline=float("inf"))
-    method = load_method("ease")({"cap": 40, "lambda": 5.0, "target_share": 0.5}, 0)
+    method = load_method("ease")({"cap": 40, "lambda": 5.0, "target_share": 0.5, "pop_weight": 0.0}, 0)
     method.fit(view, view.budget)
     train = enc.tables["train"].rows
     x = sp.csr_matrix((np.ones(len(train)), (train.user, train.item)), shape=(len(enc.users), len(enc.items)))
@@ -174,3 +174,20 @@ def test_ease_weights_are_the_closed_form_with_a_zero_diagonal() -> None:
     np.testing.assert_allclose(method.weights.numpy(), b[:, cols], atol=1e-4)
     assert (method.weights.numpy()[cols, np.arange(len(cols))] == 0).all()
     assert len(method.items) == 40 and len(cols) == 20
+
+
+def test_blend_scales_each_user_and_mixes_in_popularity() -> None:
+    """Hand-computed: a row is divided by its largest magnitude, then mixed with popularity."""
+    from methods.knn import TIE_BREAK, ClassicalMethod
+
+    method = ClassicalMethod({}, 0)
+    method.popularity = np.array([1.0, 0.5, 0.0, 0.25])
+    cands = np.array([0, 1, 2])
+    scores = np.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    out = method.blend(scores, cands, 0.5)
+    expected_first = 0.5 * np.array([1.0, 0.0, -0.5]) + (0.5 + TIE_BREAK) * np.array([1.0, 0.5, 0.0])
+    np.testing.assert_allclose(out[0], expected_first)
+    # a user with no signal gets the popularity ranking, not a constant score
+    assert list(np.argsort(-out[1])) == [0, 1, 2]
+    # weight 0 keeps the method's own order
+    assert list(np.argsort(-method.blend(scores, cands, 0.0)[0])) == [0, 1, 2]

@@ -318,7 +318,7 @@ def test_a_record_counts_as_done_only_if_its_side_files_and_method_code_match(wo
     assert done()
     original = path.read_text()
     _edit(path, lambda d: d["method"].update(source_sha256=None, dist=None, dist_version=None))
-    assert done()  # a record from before the method's code was recorded: current when all else matches
+    assert not done()  # a record that does not name its method's code: nothing shows it is current
     _edit(path, lambda d: d["method"].update(source_sha256="0" * 16))
     assert not done()  # the method's module changed since
     path.write_text(original)

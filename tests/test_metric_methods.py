@@ -25,7 +25,7 @@ from methods.siamese import Siamese
 
 N_USERS, CLUSTERS, PER_CLUSTER = 120, 4, 10
 VALID_USERS, TEST_USERS = np.arange(100, 110), np.arange(110, 120)
-SMALL = {"dim": 16, "users_per_episode": 32, "min_steps": 5, "max_epochs": 12, "validate_every": 2}
+SMALL = {"dim": 16, "users_per_episode": 32, "min_steps": 5, "epochs": 12, "validate_every": 2}
 
 
 def cluster_of(user: np.ndarray) -> np.ndarray:
@@ -133,7 +133,8 @@ def test_user_item_sets_put_support_next_to_the_last_history_rows() -> None:
 
 def test_rating_levels_round_half_up() -> None:
     sets = ItemSet(torch.zeros(1, 5), torch.tensor([[1.0, 2.4, 3.5, 4.49, 5.0]]), torch.ones(1, 5))
-    assert sets.levels().tolist() == [[0, 1, 3, 3, 4]]
+    assert sets.levels(1.0, 5).tolist() == [[0, 1, 3, 3, 4]]
+    assert sets.levels(0.0, 3).tolist() == [[1, 2, 2, 2, 2]]  # a 0..2 scale clips at its top level
 
 
 def test_random_support_keep_keeps_a_prefix_of_every_length() -> None:
@@ -151,7 +152,7 @@ def test_squared_distances_match_torch_cdist() -> None:
 def test_prototype_is_the_shrunk_weighted_mean_and_absent_levels_fall_back_to_their_prior() -> None:
     embeddings = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [6.0, 6.0]])
     ranking, model = (
-        PrototypeModel(4, 2, torch.Generator().manual_seed(0), ratings=r) for r in (False, True)
+        PrototypeModel(4, 2, torch.Generator().manual_seed(0), levels=r) for r in (None, np.arange(1.0, 6.0))
     )
     with torch.no_grad():
         for m in (ranking, model):
@@ -170,7 +171,7 @@ def test_prototype_is_the_shrunk_weighted_mean_and_absent_levels_fall_back_to_th
 
 
 def test_expected_rating_follows_the_nearest_level_prototype() -> None:
-    model = PrototypeModel(2, 2, torch.Generator().manual_seed(0), ratings=True)
+    model = PrototypeModel(2, 2, torch.Generator().manual_seed(0), levels=np.arange(1.0, 6.0))
     with torch.no_grad():
         model.encoder.table.weight.copy_(torch.tensor([[0.0, 0.0], [10.0, 0.0]]))
     protos = torch.zeros(2, 5, 2)
@@ -192,9 +193,9 @@ def test_fit_by_validation_restores_the_best_epoch_and_stops_after_patience() ->
             model.table.weight.fill_(float(len(steps)))
 
     config = {"users_per_episode": N_USERS, "support_size": 3, "query_size": 2, "min_steps": 1}
-    config |= {"max_epochs": 10, "validate_every": 1, "patience": 2}
-    best = fit_by_validation(view, model, config, np.random.default_rng(0), step, lambda batch: batch)
-    assert best == {"score": 0.5, "epoch": 2.0}
+    config |= {"epochs": 10, "validate_every": 1, "patience": 2}
+    sel = fit_by_validation(view, model, config, np.random.default_rng(0), step, lambda batch: batch)
+    assert (sel.best_score, sel.best_epoch, sel.trained) == (0.5, 2, 4)
     assert len(steps) == 4  # 0.1, 0.5 (best), 0.4, 0.3: the second miss ends training
     assert model.table.weight.unique().tolist() == [2.0]  # the parameters written in epoch 2
 
@@ -241,14 +242,14 @@ def test_same_seed_same_predictions_and_the_budget_holds(cls: type, explicit: bo
     outputs = []
     limit = tiny_view(explicit)[0].n_train + 500  # the histories a method reads (charged once), then 500
     for _ in range(2):
-        method, view, rows = fitted(cls, explicit, max_epochs=2, train_examples=limit)
+        method, view, rows = fitted(cls, explicit, epochs=2, train_examples=limit)
         assert view.examples_used <= limit
         outputs.append(method.predict(cold_batch(view, rows, TEST_USERS)))
     np.testing.assert_array_equal(outputs[0], outputs[1])
 
 
 def test_siamese_rating_is_the_item_mean_plus_the_nearest_items_residual() -> None:
-    method, *_ = fitted(Siamese, explicit=True, max_epochs=1)
+    method, *_ = fitted(Siamese, explicit=True, epochs=1)
     with torch.no_grad():  # item 40 coincides with source item 0, far from source item 1
         weight = method.encoder.table.weight
         weight[:] = torch.eye(16)[torch.arange(weight.shape[0]) % 16]

@@ -28,6 +28,11 @@ def test_every_required_metric_is_registered_with_its_direction_and_input():
         "sampled_hr@10": ("higher", "sampled_ranks"),
         "sampled_ndcg@10": ("higher", "sampled_ranks"),
         "sampled_mrr": ("higher", "sampled_ranks"),
+        "item_mae": ("lower", "item_ratings"),
+        "item_rmse": ("lower", "item_ratings"),
+        "item_ndcg@10": ("higher", "item_ranks"),
+        "item_hr@10": ("higher", "item_ranks"),
+        "item_mrr": ("higher", "item_ranks"),
     }
     assert {n: (m.direction, m.consumes) for n, m in M.METRICS.items()} == expected
     assert M.directions(["mae", "mrr"]) == {"mae": "lower", "mrr": "higher"}
@@ -245,3 +250,50 @@ def test_valid_predictions_pass_and_integers_become_floats():
 def test_invalid_predictions_are_refused_with_a_clear_message(pred, shape, message):
     with pytest.raises(ValueError, match=message):
         M.validate_predictions(pred, shape)
+
+
+# -- cold items (family IR, IL) -------------------------------------------------------------------------
+
+
+def test_item_ratings_are_averaged_per_cold_item_by_hand():
+    # item 0: errors 1 and 3 -> MAE 2, RMSE sqrt(5); item 1: error 0; item 2: no query -> NaN
+    per_item = M.rating_per_item(np.array([4.0, 2.0, 3.0]), np.array([5.0, 5.0, 3.0]), np.array([0, 0, 1]), 3)
+    assert per_item["item_mae"][:2].tolist() == [2.0, 0.0] and np.isnan(per_item["item_mae"][2])
+    assert per_item["item_rmse"][:2] == pytest.approx([math.sqrt(5), 0.0])
+    assert M.summarize(per_item) == pytest.approx({"item_mae": 1.0, "item_rmse": math.sqrt(5) / 2})
+
+
+def test_a_cold_item_ranks_among_all_cold_items_for_each_query_user_by_hand():
+    # rows = query users u0, u1; columns = the task's four cold items c0..c3
+    scores = np.array(
+        [
+            [0.9, 0.5, 0.7, 0.5],
+            [0.1, 0.8, 0.8, 0.3],
+        ]
+    )
+    # u0 is in the support of c0: c0 leaves u0's candidates (its interaction with c0 is known)
+    ex_u, ex_c = np.array([0]), np.array([0])
+    # query pairs: (u0, c1), (u0, c2), (u1, c1), (u1, c3)
+    q_u, q_c = np.array([0, 0, 1, 1]), np.array([1, 2, 1, 3])
+    ranks = M.query_ranks(scores, ex_u, ex_c, q_u, q_c)
+    # u0 without c0: c2 0.7 first, then c1 and c3 tied at 0.5 -> c1 rank 3 (pessimistic), c2 rank 1;
+    # u1: c1 and c2 tied at 0.8 -> c1 rank 2; c3 after both -> rank 3
+    assert ranks.tolist() == [3, 1, 2, 3]
+    per_item = M.item_rank_per_item(ranks, q_c, 4, k=2)
+    # c1: pairs of rank 3 and 2; c2: rank 1; c3: rank 3; c0: no query pair
+    assert per_item["item_ndcg@2"][1:].tolist() == pytest.approx([(0 + 1 / LOG3) / 2, 1.0, 0.0])
+    assert per_item["item_hr@2"][1:].tolist() == [0.5, 1.0, 0.0]
+    assert per_item["item_mrr"][1:].tolist() == pytest.approx([(1 / 3 + 1 / 2) / 2, 1.0, 1 / 3])
+    assert all(np.isnan(v[0]) for v in per_item.values())
+    summary = M.summarize(M.item_rank_per_item(ranks, q_c, 4))  # k = 10: every pair is a hit
+    assert summary["item_hr@10"] == 1.0
+    assert summary["item_ndcg@10"] == pytest.approx(((1 / 2 + 1 / LOG3) / 2 + 1 + 1 / 2) / 3)
+
+
+def test_bad_cold_item_rank_inputs_are_refused():
+    with pytest.raises(ValueError, match="1-based"):
+        M.item_rank_per_item(np.array([0]), np.array([0]), 1)
+    with pytest.raises(ValueError, match="shape"):
+        M.item_rank_per_item(np.array([1, 2]), np.array([0]), 1)
+    with pytest.raises(ValueError, match="outside"):
+        M.item_rank_per_item(np.array([1]), np.array([3]), 2)

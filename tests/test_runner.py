@@ -25,6 +25,7 @@ from benchmark.seeding import available_cpus, seed_everything, threads_per_worke
 from tasks import artifact
 from tasks.artifact import TaskData
 from tasks.spec import TaskSpec
+from tasks.split import POOL
 from tests import tiny_tasks
 from tests.tiny_tasks import tiny_task
 
@@ -217,8 +218,9 @@ def test_encode_sorts_users_by_id_and_items_by_domain_then_id(
     pairs = sorted({(order[d], i) for d, i in zip(everything["domain"], everything["item"], strict=True)})
     assert list(enc.items) == [i for _, i in pairs]
     assert list(enc.item_domain) == [d for d, _ in pairs]
+    assert POOL not in enc.tables  # it widens the universe only; no method or metric reads it
     for name, frame in tables.items():
-        if name == "negatives":
+        if name in ("negatives", POOL):
             continue
         rows = enc.tables[name].rows
         assert rows.user.dtype == rows.item.dtype == np.int64

@@ -24,13 +24,11 @@ from methods.finetune import FineTune
 from methods.mf import (
     MF,
     NegativeSampler,
-    Selection,
     adapt_user_vectors,
     epoch_batches,
     integer_ratings,
     listed,
     resolve_profile,
-    train_selected,
 )
 from methods.mf_target import TargetMF
 from methods.ptupcdr import PTUPCDR, liked_history, warm_batches
@@ -281,22 +279,6 @@ def test_negatives_come_from_the_positive_items_domain():
     assert set(neg[pos == 4].ravel()) == {4, 7, 8, 9}  # every item of domain 2 is drawn
 
 
-def test_selection_restores_the_best_epoch_and_stops_after_patience():
-    layer = torch.nn.Linear(1, 1, bias=False)
-    scores = iter([0.1, 0.5, 0.3, 0.2, 0.4, 0.9])
-    epochs = []
-
-    def run_epoch() -> bool:
-        epochs.append(len(epochs) + 1)
-        with torch.no_grad():
-            layer.weight.fill_(float(len(epochs)))
-        return True
-
-    sel = train_selected(run_epoch, [layer], 10, lambda: next(scores), patience=3)
-    assert sel.best_epoch == 2 and epochs == [1, 2, 3, 4, 5]
-    assert layer.weight.item() == 2.0
-
-
 def test_liked_history_keeps_ratings_above_3_or_everything_when_none_is():
     history = make_rows(
         np.array([0, 0, 0, 1, 1]), np.array([5, 6, 7, 8, 9]), np.array([5.0, 2.0, 4.0, 1.0, 3.0])
@@ -325,9 +307,8 @@ def test_finetune_fine_tunes_at_least_one_epoch_and_never_equals_cmf():
         method.fit(task.view, task.budget)
         results[name] = (method, task)
     finetune, task = results["finetune"]
-    assert finetune.log["pretrain_epochs"].best_epoch == 1 == results["cmf"][0].log["epochs"].best_epoch
-    tuned = finetune.log["finetune_epochs"]
-    assert tuned.best_epoch == 1 and len(tuned.scores) == 2  # epochs 1 and 2 scored, no epoch 0
+    assert finetune.selected["pretrain_epochs"] == 1 == results["cmf"][0].selected["epochs"]
+    assert finetune.selected["finetune_epochs"] == 1  # epoch 0 (the pretrained state) is never scored
     batch, _ = task.batch(task.test_users)
     assert not np.array_equal(finetune.predict(batch), results["cmf"][0].predict(batch))
 
@@ -335,8 +316,8 @@ def test_finetune_fine_tunes_at_least_one_epoch_and_never_equals_cmf():
 def test_finetune_pretraining_leaves_one_fine_tuning_pass_in_the_budget():
     # 5 pretraining epochs over all rows would take the whole 1.2x budget and leave nothing to fine-tune
     method, task = fitted("finetune", "L", 3, train_examples=1.2, config={"pretrain_epochs": 5})
-    assert method.log["pretrain_epochs"].best_epoch >= 1
-    assert method.log["finetune_epochs"].best_epoch >= 1
+    assert method.selected["pretrain_epochs"] >= 1
+    assert method.selected["finetune_epochs"] >= 1
     assert task.view.examples_used == task.budget.train_examples
 
 
@@ -393,8 +374,9 @@ def test_reference_profile_trains_the_official_recipe(name):
     method, task = fitted(name, "R", 0, **REFERENCE)
     assert method.config["init_std"] == 1.0 and not method.target.bias
     assert not method.target.user.sparse, "dense gradients: the official code's dense Adam"
-    selections = [v for v in method.log.values() if isinstance(v, Selection)]
-    assert selections and all(s.best_epoch == 10 and not s.scores for s in selections), "10 epochs, the last"
+    epochs = [v for k, v in method.selected.items() if k.endswith("epochs")]
+    assert epochs and all(e == 10 for e in epochs), "10 epochs, the last"
+    assert task.validations == 1, "no epoch validated: only the (single) adaptation-step check"
     batch, _ = task.batch(task.test_users)
     out = method.predict(batch)
     assert np.isfinite(out).all()

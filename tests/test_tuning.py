@@ -212,7 +212,6 @@ def test_tune_writes_the_winner_bench_reads_and_resumes(
     assert group["complete"] and group["scored_on"] == "R-books2movies-b20-k0"
     assert len(group["trials"]) == 3 and group["trials"][0]["config"] == {
         "lambda_item": [25.0],
-        "lambda_user": [10.0],
         "lambda_cold": [3.0],
     }
     assert all(t["status"] == "ok" and t["method_trials"] == 1 for t in group["trials"])

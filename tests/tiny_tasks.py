@@ -69,6 +69,21 @@ def _encode(spec: TaskSpec, tables: dict[str, pd.DataFrame]) -> harness.EncodedT
     return harness.encode(TaskData(manifest, tables), spec)
 
 
+def tiny_l(k: int) -> harness.EncodedTask:
+    """The tiny family-L task at K=k: the same data, split seed and pool for every k (one task group)."""
+    spec = _spec(
+        "L",
+        ("A", "B"),
+        "C",
+        k,
+        ("ndcg@10", "hr@10", "recall@10", "mrr"),
+        beta=0.3,
+        valid_fraction=0.2,
+        filters={"min_target": 6, "min_other": 1},
+    )
+    return _encode(spec, split_leave_one_domain_out(synthetic(("A", "B", "C"), explicit=False), spec))
+
+
 def tiny_task(family: str) -> harness.EncodedTask:
     if family == "R":
         spec = _spec(
@@ -83,17 +98,7 @@ def tiny_task(family: str) -> harness.EncodedTask:
         )
         return _encode(spec, split_rating_transfer(synthetic(("A", "B"), explicit=True), spec))
     if family == "L":
-        spec = _spec(
-            "L",
-            ("A", "B"),
-            "C",
-            3,
-            ("ndcg@10", "hr@10", "recall@10", "mrr"),
-            beta=0.3,
-            valid_fraction=0.2,
-            filters={"min_target": 6, "min_other": 1},
-        )
-        return _encode(spec, split_leave_one_domain_out(synthetic(("A", "B", "C"), explicit=False), spec))
+        return tiny_l(3)
     spec = _spec(
         "C",
         ("A",),
