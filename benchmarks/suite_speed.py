@@ -81,7 +81,7 @@ class Phases:
 
 def instrument(phases: Phases) -> None:
     """Wrap the functions that old and new runner code call through module attributes."""
-    from benchmark import bench, harness, runner
+    from benchmark import harness, runner
     from tasks import artifact
 
     def wrap(module: Any, name: str, phase: str) -> None:
@@ -124,20 +124,38 @@ def instrument(phases: Phases) -> None:
 
     harness.evaluate = timed_evaluate
 
-    run_job = bench.run_job
 
-    def timed_job(job: Any) -> Any:
-        with phases.cell() as totals:
-            out = run_job(job)
-        CELLS.append(
-            {"task": job.cell.task, "method": job.cell.method, "seed": job.cell.seed, **_cell(totals)}
-        )
-        return out
-
-    bench.run_job = timed_job
+CELLS_ENV = "SUITE_SPEED_CELLS"  # the file a bench worker appends each cell's phases to (one JSON per line)
+_WORKER: dict[str, Any] = {}
 
 
-CELLS: list[dict[str, Any]] = []
+def timed_job(job: Any, *args: Any, **kwargs: Any) -> Any:
+    """``bench.run_job`` with the cell's phases timed, in the bench worker that runs it.
+
+    Module-level, so bench's spawned workers can unpickle it; the phase wrappers are installed in the worker
+    on its first cell (a spawned process does not inherit the parent's patches), and each cell's phases go
+    to the file named by ``$SUITE_SPEED_CELLS``, which the measuring process reads back.
+    """
+    from benchmark import bench
+
+    if not _WORKER:
+        _WORKER["phases"] = Phases()
+        _WORKER["run_job"] = bench.run_job if bench.run_job is not timed_job else None
+        instrument(_WORKER["phases"])
+    run_job = _WORKER["run_job"] or bench.__dict__["_original_run_job"]
+    with _WORKER["phases"].cell() as totals:
+        out = run_job(job, *args, **kwargs)
+    row = {"task": job.cell.task, "method": job.cell.method, "seed": job.cell.seed, **_cell(totals)}
+    with open(os.environ[CELLS_ENV], "a") as handle:
+        handle.write(json.dumps(row) + "\n")
+    return out
+
+
+def read_cells(path: Path) -> list[dict[str, Any]]:
+    """The cells the workers wrote since ``path`` was last emptied, then empty it."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    path.write_text("")
+    return rows
 
 
 def _cell(totals: dict[str, float]) -> dict[str, Any]:
@@ -157,20 +175,25 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from tasks.catalog import resolve_data_dir
 
     imported = time.perf_counter() - start
-    phases = Phases()
-    instrument(phases)
+    from benchmark import bench
+
+    cells_file = Path(args.results).parent / "cells.jsonl"
+    cells_file.parent.mkdir(parents=True, exist_ok=True)
+    os.environ[CELLS_ENV] = str(cells_file)  # inherited by bench's workers
+    bench._original_run_job = bench.run_job  # type: ignore[attr-defined]
+    bench.run_job = timed_job
     data_dir = resolve_data_dir(args.data_dir)
     wanted = args.methods.split(",") if args.methods else sorted(available())
     methods = [m for m in wanted if m in available()]
     results, tasks_dir = Path(args.results), Path(args.tasks_dir)
     suite = Suite("suite-speed", (0,), tuple(TASKS.values()), tuple(methods))
     summary = run_suite(suite, data_dir, results, tasks_dir, jobs=1)
-    suite_cells = list(CELLS)
-    CELLS.clear()
+    suite_cells = read_cells(cells_file)
     for family, task in TASKS.items():  # one task at a time: after its first cell the process is warm for it
         floor = Suite("floors", FLOOR_SEEDS, (task,), (FLOORS[family],))
         run_suite(floor, data_dir, results, tasks_dir, jobs=1)
-    for cell in [*suite_cells, *CELLS]:
+    floor_cells = read_cells(cells_file)
+    for cell in [*suite_cells, *floor_cells]:
         record = load_record(record_path(results, cell["task"], cell["method"], cell["seed"]))
         cell.update(status=record.status, peak_rss_mb=record.peak_rss_mb, threads=record.env.threads)
     phase_sums: dict[str, float] = defaultdict(float)
@@ -179,7 +202,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             phase_sums[name] += seconds
     floor_warm = {}
     for family, task in TASKS.items():
-        runs = [c for c in CELLS if c["task"] == task]
+        runs = [c for c in floor_cells if c["task"] == task]
         names = sorted({n for c in runs for n in c["phases_s"]})
         floor_warm[family] = {
             "task": task,
