@@ -224,6 +224,7 @@ class DoneCheck:
         self.results, self.code, self.retry_failed = results, code, retry_failed
         self.overrides, self.rerun = overrides or {}, rerun
         self._expected: dict[tuple[str, str], tuple[str, Provenance, int | None, str]] = {}
+        self._code: dict[str, Provenance] = {}
         self.rejected: list[str] = []  # records present but not verified: why (they are re-run)
 
     def expected(self, method: str, task: str) -> tuple[str, Provenance, int | None, str]:
@@ -235,7 +236,9 @@ class DoneCheck:
         if key not in self._expected:
             cls = load_method(method)
             chosen = cell_config(method, cls, get_spec(task), self.overrides)
-            code = provenance(method, registration(method).target, cls)
+            if method not in self._code:  # once per method: the code hash parses its modules (~16 ms)
+                self._code[method] = provenance(method, registration(method).target, cls)
+            code = self._code[method]
             self._expected[key] = (config_hash(chosen.config), code, chosen.trials, chosen.variant)
         return self._expected[key]
 
