@@ -16,7 +16,7 @@ import functools
 import inspect
 import time
 import tomllib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,6 +42,7 @@ __all__ = [
     "Budget",
     "BudgetExceeded",
     "ColdBatch",
+    "ColdItemBatch",
     "Episode",
     "Interactions",
     "Method",
@@ -131,8 +132,28 @@ class AdaptMeter:
         self.used = max(self.used, steps)
 
 
+class _Metered:
+    """A cold batch's adaptation budget per cold unit (a user, or a cold item), kept by its ``meter``."""
+
+    meter: AdaptMeter
+
+    @property
+    def adapt_steps(self) -> int:
+        """The per-unit adaptation budget."""
+        return self.meter.limit
+
+    @property
+    def adapt_steps_used(self) -> int:
+        """The most adaptation steps per unit declared so far (what the record reports)."""
+        return self.meter.used
+
+    def spend_adapt_steps(self, steps: int) -> None:
+        """Declare ``steps`` gradient steps per unit before taking them; over the budget raises."""
+        self.meter.spend(steps)
+
+
 @dataclass
-class ColdBatch:
+class ColdBatch(_Metered):
     """Cold users to predict for.
 
     ``support``: the users' target-domain support (K per user; empty at K=0). ``history``: their
@@ -156,19 +177,58 @@ class ColdBatch:
     def wants_ratings(self) -> bool:
         return self.query_item is not None
 
-    @property
-    def adapt_steps(self) -> int:
-        """The per-user adaptation budget."""
-        return self.meter.limit
+
+@dataclass
+class ColdItemBatch(_Metered):
+    """Cold items (new target-domain products) to predict for: the cold-item families (IR, IL).
+
+    The same view a cold user gets, turned around. ``items``: the cold items, global item indices, sorted.
+    ``support``: their support, K rows per item (none when the support is withheld), ``user`` = the global
+    index of the user who rated or bought the item and ``item`` = the cold item's global index, sorted by
+    (item, ts, user). ``support_users``: the distinct users of ``support`` (global, sorted); ``history``:
+    their source-domain interactions from the training data, ``user`` = position in ``support_users`` (the
+    cold items' own input, free of budget like a cold user's history). Every other row of a cold item is
+    out of the training data.
+
+    Family IR asks for ratings of the pairs (``query_user``, ``query_item``), both global indices, each
+    ``query_item`` one of ``items``. Family IL asks, for each user of ``query_users`` (global), for a score
+    of every item of ``items``: shape ``(len(query_users), len(items))``; the harness ranks each query
+    pair's cold item among all of them, leaving out the cold items whose support holds that user. Query
+    users are ordinary users of the task: what a method knows of them, it learned from the training view.
+    """
+
+    items: np.ndarray
+    support: Interactions
+    support_users: np.ndarray
+    history: Interactions
+    query_user: np.ndarray | None = None
+    query_item: np.ndarray | None = None
+    query_users: np.ndarray | None = None
+    meter: AdaptMeter = field(default_factory=lambda: AdaptMeter(0), repr=False)  # set by the harness
+
+    def __len__(self) -> int:
+        return len(self.items)
 
     @property
-    def adapt_steps_used(self) -> int:
-        """The most adaptation steps per user declared so far (what the record reports)."""
-        return self.meter.used
+    def users(self) -> np.ndarray:
+        """The users a prediction is for: ``query_users`` (IL), else the distinct ``query_user`` (IR)."""
+        if self.query_users is not None:
+            return self.query_users
+        return np.unique(self.query_user) if self.query_user is not None else np.zeros(0, dtype=np.int64)
 
-    def spend_adapt_steps(self, steps: int) -> None:
-        """Declare ``steps`` gradient steps per user before taking them; over the budget raises."""
-        self.meter.spend(steps)
+    @property
+    def wants_ratings(self) -> bool:
+        return self.query_item is not None
+
+    @property
+    def candidates(self) -> np.ndarray:
+        """What a ranking scores, in column order: the cold items."""
+        return self.items
+
+    def support_of(self, position: np.ndarray | None = None) -> np.ndarray:
+        """Each support row's cold item as a position in ``items`` (of the given rows, default all)."""
+        item = self.support.item if position is None else self.support.item[position]
+        return np.searchsorted(self.items, item)
 
 
 @dataclass(frozen=True)
@@ -409,16 +469,18 @@ class TrainView:
         The score is the metric the family is ranked by on the leaderboard (its declared ``rank_metric``,
         ``benchmark.protocols.selection_score``), so that early stopping and every in-fit choice optimize
         what is ranked: family R returns minus ``user_mae`` (each validation user's MAE, averaged over
-        users), families L and C the ``ndcg@10`` of the full ranking, averaged over users. Both are computed
-        by the harness.
+        users), families L and C the ``ndcg@10`` of the full ranking, averaged over users; the cold-item
+        families score the validation cold items (IR: minus ``item_mae``; IL: ``item_ndcg@10``). All are
+        computed by the harness.
         """
         return self._validator(predict)
 
     def validate_pretrain(self, predict: Callable[[ColdBatch], np.ndarray]) -> float:
         """``validate`` with the validation users' support withheld: the K-independent selection signal.
 
-        Each validation cold user is scored on its ``valid_query`` from an empty support (the ``ColdBatch``
-        has no support rows; its source history is there as usual), with the same ranked metric as
+        Each validation cold user (or cold item) is scored on its ``valid_query`` from an empty support (the
+        batch has no support rows; a cold user's source history is there as usual), with the same ranked
+        metric as
         ``validate``. The validation query is the rows after the support pool, the same for every K of a
         task group (family L, family R at K>0), so this score is the same on every K task of the group:
         what ``Method.pretrain`` selects epochs with, so that its result can be shared across K. A view
@@ -442,7 +504,9 @@ class Method:
     """Base class of every method. Subclasses set the class attributes and implement ``fit`` and ``predict``.
 
     ``families``: the task families the method supports (default: the cold-user families,
-    ``benchmark.protocols.METHOD_DEFAULT_FAMILIES``; a family such as cold items must be declared).
+    ``benchmark.protocols.METHOD_DEFAULT_FAMILIES``; a family such as cold items must be declared), and
+    ``not_applicable`` why it leaves a family out. In the cold-item families (IR, IL), ``predict`` receives
+    a ``ColdItemBatch`` instead of a ``ColdBatch``.
     ``summary``: one line for listings. ``paper``: the reference. Default hyper-parameters live in a TOML
     file next to the module (``<module>.toml``) with one table per family (``[R]``, ``[L]``, ``[C]``) over an
     optional ``[default]`` table; ``self.config`` is a ``MethodConfig``, so a key missing there is an error
@@ -469,6 +533,9 @@ class Method:
     families: ClassVar[Sequence[str]] = METHOD_DEFAULT_FAMILIES
     summary: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    # why the method does not take a family it leaves out (family -> one sentence); the leaderboard shows
+    # the reason in the family's "not applicable" row
+    not_applicable: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
         self.config = MethodConfig(config, type(self))
@@ -512,8 +579,9 @@ class Method:
         """Restore ``pretrained_state()`` of an earlier, identical pretraining instead of running it."""
         raise NotImplementedError
 
-    def predict(self, batch: ColdBatch) -> np.ndarray:
-        """Ratings aligned with ``batch.query_item`` (family R), else scores of shape (B, n_candidates)."""
+    def predict(self, batch: ColdBatch | ColdItemBatch) -> np.ndarray:
+        """Ratings aligned with ``batch.query_item`` (families R, IR), else scores of shape
+        ``(len(batch.users), len(batch.candidates))`` (L, C; IL: query users x cold items)."""
         raise NotImplementedError
 
     def modules(self) -> list[torch.nn.Module]:

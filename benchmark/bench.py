@@ -12,8 +12,12 @@ method that hangs is killed at its wall-clock ceiling (plus a grace) and gets a 
 exits, raises SystemExit or KeyboardInterrupt, or kills its process gets a ``failed`` record; a worker that
 dies before its method started leaves no record (``crashed``, re-run next time). Only that cell pays: the
 rest of its chunk goes on in a fresh worker, other workers are untouched. Cells go to workers in chunks of
-one task (seed first, then task, as ``suite.cells`` orders them), so a worker loads and encodes a task once
-for all the methods of that chunk. The artifacts are built and hashed here once; workers load them by hash.
+one task group (``chunked``): seed first, then the group (the K-shot tasks that share training data,
+``tuning.group_key``), then task and method as ``suite.cells`` orders them, so a worker loads and encodes a
+task once for all the methods of that chunk, and the cells of a two-stage method that share one pretraining
+(same method, seed and group) run one after the other in one worker: the first pretrains, the later ones
+find its cache entry (two workers on one key would both pretrain). The artifacts are built and hashed here
+once; workers load them by hash.
 
 Records are written atomically, so a run killed at any point leaves complete records or none. A lock file in
 the results folder (``.coldbench.lock``, holding the pid, host and start time) makes a second bench on the
@@ -44,6 +48,7 @@ from benchmark.records import Code, RecordError, RunRecord, record_path, write_r
 from benchmark.registry import Provenance, RegistryError, load_method, provenance, registration, registrations
 from benchmark.seeding import threads_per_worker
 from benchmark.suite import Cell, Suite, cells
+from benchmark.tuning import group_key
 from benchmark.verify import verify_record
 from tasks import artifact
 from tasks.cache import default_cache_dir, require_writable
@@ -69,6 +74,8 @@ class CellJob:
     device: str = "cpu"
     command: str | None = None
     variant: str = ""  # the record identity's configuration part (``runner.cell_config``)
+    group: str = ""  # the task group (``tuning.group_key``): tasks sharing training data; "" = the task
+    pretrains: bool = False  # a two-stage method: its cells of one (seed, group) share one pretraining
 
     @property
     def record(self) -> Path:
@@ -197,14 +204,49 @@ def run_jobs(
 
 
 def chunked(jobs_list: list[CellJob], workers: int) -> list[tuple[CellJob, ...]]:
-    """Consecutive cells of one (seed, task), split further only while there are under 2 chunks a worker."""
-    if workers <= 1:  # one worker runs every cell in order: its task cache serves consecutive cells anyway
+    """Chunks of one (seed, task group), split further only while there are under 2 chunks a worker.
+
+    Within a seed, a group's cells come together (its tasks in the order given, each task's cells
+    consecutive), so the seed-first order holds and a worker loads each task once. A split never separates
+    the cells of one two-stage method (``pretrains``) in a chunk: cells sharing a pretraining must not run in
+    two workers at once, or both would pretrain instead of the later ones loading the first one's cache.
+    """
+    if workers <= 1:  # one worker runs every cell in order: its caches serve consecutive cells anyway
         return [(job,) for job in jobs_list]
-    groups = [list(g) for _, g in itertools.groupby(jobs_list, lambda j: (j.cell.seed, j.cell.task))]
+    ordered = group_order(jobs_list)
+    groups = [list(g) for _, g in itertools.groupby(ordered, lambda j: (j.cell.seed, j.group or j.cell.task))]
     if len(groups) >= 2 * workers:
         return [tuple(g) for g in groups]
     size = max(1, math.ceil(len(jobs_list) / (2 * workers)))
-    return [tuple(g[i : i + size]) for g in groups for i in range(0, len(g), size)]
+    chunks: list[tuple[CellJob, ...]] = []
+    for group in groups:
+        position = {id(job): i for i, job in enumerate(group)}
+        units: dict[Any, list[CellJob]] = {}  # a two-stage method's cells of the group, or one cell
+        for job in group:
+            units.setdefault(job.cell.method if job.pretrains else id(job), []).append(job)
+        chunk: list[CellJob] = []
+        for unit in units.values():
+            if chunk and len(chunk) + len(unit) > size:
+                chunks.append(tuple(sorted(chunk, key=lambda j: position[id(j)])))
+                chunk = []
+            chunk += unit
+        if chunk:
+            chunks.append(tuple(sorted(chunk, key=lambda j: position[id(j)])))
+    return chunks
+
+
+def group_order(jobs_list: list[CellJob]) -> list[CellJob]:
+    """The jobs by seed, then task group, then task, in order of first appearance (stable otherwise)."""
+    first: dict[tuple[int, str], int] = {}
+    for i, job in enumerate(jobs_list):
+        first.setdefault((job.cell.seed, job.group or job.cell.task), i)
+        first.setdefault((job.cell.seed, "\0" + job.cell.task), i)
+
+    def key(job: CellJob) -> tuple[int, int, int]:
+        seed = job.cell.seed
+        return seed, first[(seed, job.group or job.cell.task)], first[(seed, "\0" + job.cell.task)]
+
+    return sorted(jobs_list, key=key)
 
 
 class DoneCheck:
@@ -472,6 +514,8 @@ def _run_locked(
         summary.statuses["failed"] += 1
         summary.failed.append(f"failed: {name} (every cell of the method): {why}")
     targets = {m: registration(m).target for m in loadable}
+    two_stage = {m: callable(getattr(load_method(m), "pretrain", None)) for m in loadable}
+    groups = {t: group_key(spec) for t, spec in specs.items()}
     jobs_list = [
         CellJob(
             c,
@@ -485,6 +529,8 @@ def _run_locked(
             specs[c.task],
             overrides=overrides or None,
             variant=done.expected(c.method, c.task)[3],
+            group=groups[c.task],
+            pretrains=two_stage[c.method],
         )
         for c in todo
     ]

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from benchmark.api import ColdBatch, TrainView
+    from benchmark.api import ColdBatch, ColdItemBatch, TrainView
 
 __all__ = [
     "MethodConfig",
@@ -79,9 +79,16 @@ def batch_seed(seed: int, purpose: int, *keys: int) -> list[int]:
     return [int(seed), int(purpose), *(int(k) for k in keys)]
 
 
-def cold_batch_keys(batch: ColdBatch) -> list[int]:
-    """What names a cold batch: its size and its first four users."""
-    return [len(batch), *np.asarray(batch.users[:4]).tolist()]
+ITEM_BATCH_MARK = 2**32 - 1  # separates a cold-item batch's users from its items (seed keys are >= 0)
+
+
+def cold_batch_keys(batch: ColdBatch | ColdItemBatch) -> list[int]:
+    """What names a cold batch: its size and its first four users (a batch of cold items: its first four
+    items and query users too)."""
+    keys = [len(batch), *np.asarray(batch.users[:4]).tolist()]
+    if hasattr(batch, "items"):
+        keys += [ITEM_BATCH_MARK, *np.asarray(batch.items[:4]).tolist()]
+    return keys
 
 
 def rating_range_of(ratings: np.ndarray) -> tuple[float, float] | None:

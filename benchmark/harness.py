@@ -11,6 +11,7 @@ scorer per input, so no part of this module names a family.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import time
@@ -23,14 +24,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from benchmark import metrics, protocols
-from benchmark.api import AdaptMeter, Budget, ColdBatch, Interactions, TrainView
+from benchmark.api import AdaptMeter, Budget, ColdBatch, ColdItemBatch, Interactions, TrainView
 from benchmark.fitting import rating_range_of
 from tasks.artifact import TaskData
 from tasks.spec import TaskSpec
 from tasks.split import POOL
 
-BATCH_USERS = 256
-Predict = Callable[[ColdBatch], np.ndarray]
+BATCH_USERS = 256  # cold users per batch; also query users per batch of a cold-item ranking
+BATCH_ITEMS = 256  # cold items per batch of a cold-item rating task
+Predict = Callable[[ColdBatch | ColdItemBatch], np.ndarray]
+# what ``cold_batches`` yields: the batch, its query and support row ids, and the cold units it scores
+# (users, or items for the cold-item families), disjoint over the batches of one evaluation
+Batch = tuple[ColdBatch | ColdItemBatch, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -202,10 +207,19 @@ def _subset(rows: Interactions, keep: np.ndarray, positions: np.ndarray) -> Inte
 
 def cold_batches(
     enc: EncodedTask, view: TrainView, support: str | None, query: str, adapt_limit: int
-) -> Iterator[tuple[ColdBatch, np.ndarray, np.ndarray]]:
-    """Batches of the users that have query rows; yields (batch, query row ids, support row ids).
+) -> Iterator[Batch]:
+    """The batches of one evaluation, by what the family holds out (``FamilyProtocol.cold``).
 
     ``support`` None withholds the support: every batch has empty support rows (``validate_pretrain``)."""
+    if protocols.get(enc.spec.family).cold == "items":
+        return cold_item_batches(enc, view, support, query, adapt_limit)
+    return cold_user_batches(enc, view, support, query, adapt_limit)
+
+
+def cold_user_batches(
+    enc: EncodedTask, view: TrainView, support: str | None, query: str, adapt_limit: int
+) -> Iterator[Batch]:
+    """Batches of the users that have query rows."""
     sup, qry = enc.rows_of(support), enc.tables[query].rows
     users = np.unique(qry.user)
     candidates = enc.target_items
@@ -227,7 +241,53 @@ def cold_batches(
             batch.query_item = qry.item[q_rows]
         else:
             batch.candidates = candidates
-        yield batch, q_rows, np.flatnonzero(s_keep)
+        yield batch, q_rows, np.flatnonzero(s_keep), chunk
+
+
+def _item_batch(
+    enc: EncodedTask, view: TrainView, sup: Interactions, items: np.ndarray, adapt_limit: int
+) -> tuple[ColdItemBatch, np.ndarray]:
+    """A ``ColdItemBatch`` of ``items`` (its support and the support users' source history), and the
+    support table's row ids it holds."""
+    s_rows = np.flatnonzero(np.isin(sup.item, items))
+    s_rows = s_rows[np.lexsort((sup.user[s_rows], sup.ts[s_rows], sup.item[s_rows]))]
+    support = Interactions(sup.user[s_rows], sup.item[s_rows], sup.rating[s_rows], sup.ts[s_rows])
+    support_users = np.unique(support.user)
+    batch = ColdItemBatch(
+        items=items,
+        support=support,
+        support_users=support_users,
+        history=view._batch_history(support_users),  # the cold items' own input: not charged
+        meter=AdaptMeter(adapt_limit),
+    )
+    return batch, s_rows
+
+
+def cold_item_batches(
+    enc: EncodedTask, view: TrainView, support: str | None, query: str, adapt_limit: int
+) -> Iterator[Batch]:
+    """Batches of cold items (families IR, IL): the cold items are those with query rows.
+
+    Ratings (IR): the cold items in chunks, each batch with its items' query pairs. Ranking (IL): every
+    cold item in every batch (a query pair's item is ranked among all of them), the query users in chunks;
+    the first batch carries the units (all cold items), the others none."""
+    sup, qry = enc.rows_of(support), enc.tables[query].rows
+    items = np.unique(qry.item)
+    if protocols.get(enc.spec.family).prediction == "ratings":
+        for begin in range(0, len(items), BATCH_ITEMS):
+            chunk = items[begin : begin + BATCH_ITEMS]
+            batch, s_rows = _item_batch(enc, view, sup, chunk, adapt_limit)
+            q_rows = np.flatnonzero(np.isin(qry.item, chunk))
+            batch.query_user, batch.query_item = qry.user[q_rows], qry.item[q_rows]
+            yield batch, q_rows, s_rows, chunk
+        return
+    whole, s_rows = _item_batch(enc, view, sup, items, adapt_limit)
+    users = np.unique(qry.user)
+    for begin in range(0, len(users), BATCH_USERS):
+        chunk = users[begin : begin + BATCH_USERS]
+        batch = dataclasses.replace(whole, query_users=chunk, meter=AdaptMeter(adapt_limit))
+        q_rows = np.flatnonzero(np.isin(qry.user, chunk))
+        yield batch, q_rows, s_rows, items if begin == 0 else items[:0]
 
 
 @dataclass
@@ -235,7 +295,7 @@ class _Answer:
     """One batch's checked predictions with the rows they answer: query and support row ids of the tables
     evaluated, and each query row's position in the batch."""
 
-    batch: ColdBatch
+    batch: ColdBatch | ColdItemBatch
     out: np.ndarray
     q_rows: np.ndarray
     s_rows: np.ndarray
@@ -284,16 +344,18 @@ class _Ratings(_Scorer):
 
     def add(self, answer: _Answer, keep_predictions: bool) -> pd.DataFrame | None:
         truth = self.qry.rating[answer.q_rows]
-        self.per_user.append(metrics.rating_per_user(answer.out, truth, answer.q_user, len(answer.batch)))
+        if isinstance(answer.batch, ColdBatch):  # per cold item: ``_ItemRatings``
+            self.per_user.append(metrics.rating_per_user(answer.out, truth, answer.q_user, len(answer.batch)))
         self.pairs.append(np.stack([answer.out, truth]))
         if not keep_predictions:
             return None
         return self.predictions(answer.q_rows, prediction=answer.out, rating=truth)
 
     def finish(self, users: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        if not self.per_user:
+        if not self.pairs:
             return {}, {}
-        merged = {k: np.concatenate([p[k] for p in self.per_user]) for k in self.per_user[0]}
+        parts = self.per_user  # none in a cold-item family: its per-item errors are ``_ItemRatings``'s
+        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
         pred, truth = np.concatenate(self.pairs, axis=1)
         return merged, metrics.summarize(merged) | metrics.rating_pooled(pred, truth)
 
@@ -352,7 +414,66 @@ class _SampledRanks(_Scorer):
         return per_user, metrics.summarize(pairs)
 
 
-SCORERS: dict[str, type[_Scorer]] = {"ratings": _Ratings, "ranks": _Ranks, "sampled_ranks": _SampledRanks}
+class _ItemRatings(_Scorer):
+    """``item_ratings`` (IR): per cold item MAE/RMSE, batch by batch (a batch holds whole items). The pooled
+    errors and the predictions file come from ``_Ratings``, which every rating family runs."""
+
+    def __init__(self, enc: EncodedTask, support: str | None, query: str) -> None:
+        super().__init__(enc, support, query)
+        self.per_item: list[dict[str, np.ndarray]] = []
+
+    def add(self, answer: _Answer, keep_predictions: bool) -> pd.DataFrame | None:
+        batch, truth = answer.batch, self.qry.rating[answer.q_rows]
+        assert isinstance(batch, ColdItemBatch)
+        unit = np.searchsorted(batch.items, batch.query_item)
+        self.per_item.append(metrics.rating_per_item(answer.out, truth, unit, len(batch)))
+        return None
+
+    def finish(self, users: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        if not self.per_item:
+            return {}, {}
+        merged = {k: np.concatenate([p[k] for p in self.per_item]) for k in self.per_item[0]}
+        return merged, metrics.summarize(merged)
+
+
+class _ItemRanks(_Scorer):
+    """``item_ranks`` (IL): each query pair's cold item ranked among all cold items for the pair's user,
+    leaving out the cold items whose support holds that user; per cold item at the end."""
+
+    def __init__(self, enc: EncodedTask, support: str | None, query: str) -> None:
+        super().__init__(enc, support, query)
+        self.ranks: list[np.ndarray] = []
+        self.cols: list[np.ndarray] = []
+
+    def add(self, answer: _Answer, keep_predictions: bool) -> pd.DataFrame | None:
+        batch = answer.batch
+        assert isinstance(batch, ColdItemBatch)
+        users = batch.users
+        q_col = np.searchsorted(batch.items, self.qry.item[answer.q_rows])
+        s_row = np.minimum(np.searchsorted(users, batch.support.user), max(len(users) - 1, 0))
+        held = users[s_row] == batch.support.user if len(users) else np.zeros(0, dtype=bool)
+        ranks = metrics.query_ranks(answer.out, s_row[held], batch.support_of()[held], answer.q_user, q_col)
+        self.ranks.append(ranks)
+        self.cols.append(q_col)
+        if not keep_predictions:
+            return None
+        return self.predictions(answer.q_rows, rank=ranks)
+
+    def finish(self, users: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        if not self.ranks:
+            return {}, {}
+        ranks, cols = np.concatenate(self.ranks), np.concatenate(self.cols)
+        per_item = metrics.item_rank_per_item(ranks, cols, len(users))
+        return per_item, metrics.summarize(per_item)
+
+
+SCORERS: dict[str, type[_Scorer]] = {
+    "ratings": _Ratings,
+    "ranks": _Ranks,
+    "sampled_ranks": _SampledRanks,
+    "item_ratings": _ItemRatings,
+    "item_ranks": _ItemRanks,
+}
 
 
 def _scorers(enc: EncodedTask, support: str | None, query: str) -> list[_Scorer]:
@@ -370,14 +491,15 @@ def evaluate(
     adapt_limit: int,
     keep_predictions: bool = False,
 ) -> Evaluation:
-    """Predict for the cold users of ``query`` in batches and score them with the task's scorers."""
+    """Predict for the cold units (users or items) of ``query`` in batches and score them with the task's
+    scorers; ``Evaluation.users`` holds the units (cold items in the cold-item families)."""
     qry = enc.tables[query].rows
     scorers = _scorers(enc, support, query)
     users: list[np.ndarray] = []
     pred_parts: list[pd.DataFrame] = []
     steps = 0
     t_predict = t_eval = 0.0
-    for batch, q_rows, s_rows in cold_batches(enc, view, support, query, adapt_limit):
+    for batch, q_rows, s_rows, units in cold_batches(enc, view, support, query, adapt_limit):
         start = time.perf_counter()
         out = np.asarray(predict(batch))
         t_predict += time.perf_counter() - start
@@ -387,14 +509,14 @@ def evaluate(
             metrics.validate_predictions(out, (len(q_rows),))
             q_user = batch.query_user
         else:
-            metrics.validate_predictions(out, (len(batch), len(batch.candidates)))
+            metrics.validate_predictions(out, (len(batch.users), len(batch.candidates)))
             q_user = np.searchsorted(batch.users, qry.user[q_rows])
         answer = _Answer(batch, out, q_rows, s_rows, q_user)
         for scorer in scorers:
             part = scorer.add(answer, keep_predictions)
             if part is not None:
                 pred_parts.append(part)
-        users.append(batch.users)
+        users.append(units)
         t_eval += time.perf_counter() - start
     start = time.perf_counter()
     all_users = np.concatenate(users) if users else np.zeros(0, dtype=np.int64)

@@ -6,10 +6,14 @@ produced under ``$COLDBENCH_CACHE/pretrain/<key>.pt`` (and in this process); a l
 loads it, charges the view what pretraining charged and restores the run's generators, so that its record
 (examples used, FLOPs, metrics) is the one an uncached run writes. ``COLDBENCH_PRETRAIN_CACHE=0`` turns the
 cache off (always pretrain). Two workers may compute one key at once: the write is atomic, both are equal.
+The folder is bounded: after each write, the least recently used entries (a load marks an entry used) are
+deleted until the folder holds at most ``COLDBENCH_PRETRAIN_CACHE_MB`` (default 2048) megabytes; an evicted
+entry is simply recomputed by the next run that needs it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -28,6 +32,7 @@ from benchmark.fitting import generator_state, set_generator_state
 from tasks.cache import default_cache_dir
 
 MEMORY_ENTRIES = 8  # states kept in a worker: one group's methods, without growing without bound
+DEFAULT_CACHE_MB = 2048  # the disk folder's bound when COLDBENCH_PRETRAIN_CACHE_MB is unset
 _MEMORY: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
 
@@ -59,6 +64,40 @@ def pretrain_key(
     return hashlib.sha256(json.dumps([*parts, family]).encode()).hexdigest()
 
 
+def cache_limit_bytes() -> int:
+    """The disk folder's bound, from ``COLDBENCH_PRETRAIN_CACHE_MB`` (a number of megabytes)."""
+    raw = os.environ.get("COLDBENCH_PRETRAIN_CACHE_MB", str(DEFAULT_CACHE_MB))
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        raise ValueError(f"COLDBENCH_PRETRAIN_CACHE_MB must be a number of megabytes, got {raw!r}") from None
+    return int(megabytes * 2**20)
+
+
+def evict(folder: Path, limit: int, keep: Path | None = None) -> list[Path]:
+    """Delete the least recently used entries of ``folder`` (oldest mtime first; ``keep`` never) until the
+    entries take at most ``limit`` bytes; returns what was deleted. Entries vanishing meanwhile (another
+    worker evicting) are skipped."""
+    entries = []
+    for path in folder.glob("*.pt"):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        entries.append((stat.st_mtime_ns, stat.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    deleted = []
+    for _, size, path in sorted(entries):
+        if total <= limit:
+            break
+        if path == keep:
+            continue
+        path.unlink(missing_ok=True)
+        total -= size
+        deleted.append(path)
+    return deleted
+
+
 def _load(key: str) -> dict[str, Any] | None:
     """The entry of ``key`` from memory or disk; None when absent, unreadable or corrupt."""
     if key in _MEMORY:
@@ -71,6 +110,8 @@ def _load(key: str) -> dict[str, Any] | None:
             return None
     except Exception:  # a missing or corrupt entry is recomputed, never a crash
         return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # used now: the last to be evicted
     _remember(key, entry)
     return entry
 
@@ -91,6 +132,7 @@ def _store(key: str, entry: dict[str, Any]) -> None:
         with os.fdopen(fd, "wb") as handle:
             torch.save(entry, handle)
         os.replace(tmp, folder / f"{key}.pt")
+        evict(folder, cache_limit_bytes(), keep=folder / f"{key}.pt")
     except OSError:
         Path(locals().get("tmp", folder / ".none")).unlink(missing_ok=True)
 

@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from benchmark import harness, metrics, pretrain
+from benchmark import harness, metrics, pretrain, protocols
 from benchmark.api import Budget, BudgetExceeded, Method, TrainView
 from benchmark.records import (
     SET_VARIANT,
@@ -62,6 +62,7 @@ from tasks.spec import TaskSpec, get_spec
 
 REPO = Path(__file__).resolve().parents[1]
 N_QUERY = "n_query"  # per-user file column: the user's query rows (ratings in R, pairs in C)
+UNIT_COLUMN = {"users": "user", "items": "item"}  # per-unit file: the cold unit's ID column
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -492,13 +493,18 @@ def outcome_record(ctx: CellContext, outcome: Outcome, artifacts: dict[str, str]
 def write_side_files(
     enc: harness.EncodedTask, evaluation: harness.Evaluation, path: Path, seed: int, save_predictions: bool
 ) -> dict[str, str]:
-    """Per-user metrics (with ``n_query``, each user's query rows, so pooled metrics can be re-derived)
-    and, when asked, the predictions; returns the record's ``artifacts``."""
+    """Per-unit metrics (with ``n_query``, each unit's query rows, so pooled metrics can be re-derived)
+    and, when asked, the predictions; returns the record's ``artifacts``. The units are the cold users, in
+    a ``user`` column, or in the cold-item families the cold items, in an ``item`` column (the file keeps
+    its name ``seed-N.users.parquet``)."""
     artifacts: dict[str, str] = {}
     users_file = path.with_name(f"seed-{seed}.users.parquet")
-    n_query = np.bincount(enc.tables["query"].rows.user, minlength=len(enc.users))[evaluation.users]
+    unit = UNIT_COLUMN[protocols.get(enc.spec.family).cold]
+    query = enc.tables["query"].rows
+    ids, keys = (enc.users, query.user) if unit == "user" else (enc.items, query.item)
+    n_query = np.bincount(keys, minlength=len(ids))[evaluation.users]
     frame = pd.DataFrame(
-        {"user": enc.users[evaluation.users], **evaluation.per_user, N_QUERY: n_query.astype(np.int64)}
+        {unit: ids[evaluation.users], **evaluation.per_user, N_QUERY: n_query.astype(np.int64)}
     )
     write_parquet_atomic(frame, users_file)
     artifacts["per_user"] = users_file.name

@@ -52,25 +52,34 @@ def _read_parquet(path: Path, file: Path, what: str) -> pa.Table:
         ) from exc
 
 
+def unit_column(record: RunRecord) -> str:
+    """The per-unit file's ID column: ``user``, or ``item`` in a cold-item family (``runner.UNIT_COLUMN``)."""
+    from benchmark.protocols import get
+
+    return "item" if get(record.task.family).cold == "items" else "user"
+
+
 def read_per_user(path: Path, record: RunRecord) -> pd.DataFrame:
-    """The record's per-user file, checked: unique string users, numeric metric columns, one row a user."""
+    """The record's per-unit file, checked: unique string units (users, or cold items in a cold-item
+    family), numeric metric columns, one row a unit."""
     file = _side_file(path, record, "per_user")
     if file is None:
         raise _refuse(path, "status ok but artifacts.per_user is missing (incomplete record)")
     table = _read_parquet(path, file, "per-user")
-    kind = table.schema.field("user").type if "user" in table.column_names else None
+    unit = unit_column(record)
+    kind = table.schema.field(unit).type if unit in table.column_names else None
     if kind is None or not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        raise _refuse(path, f"per-user file {file.name!r} has no string 'user' column")
-    users = table.column("user")
+        raise _refuse(path, f"per-user file {file.name!r} has no string {unit!r} column")
+    users = table.column(unit)
     if users.null_count or pc.count_distinct(users).as_py() != len(users):
-        raise _refuse(path, f"per-user file {file.name!r}: 'user' has missing or duplicate values")
+        raise _refuse(path, f"per-user file {file.name!r}: {unit!r} has missing or duplicate values")
     if len(users) != record.n_eval_users:
         raise _refuse(
-            path, f"per-user file {file.name!r} has {len(users)} users, n_eval_users is {record.n_eval_users}"
+            path, f"per-user file {file.name!r} has {len(users)} units, n_eval_users is {record.n_eval_users}"
         )
     for column in table.column_names:
         kind = table.schema.field(column).type
-        if column != "user" and not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
+        if column != unit and not (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
             raise _refuse(path, f"per-user file {file.name!r}: column {column!r} is not numeric ({kind})")
     return table.to_pandas()
 
@@ -96,12 +105,13 @@ def derived_metrics(per_user: pd.DataFrame, metrics: list[str]) -> dict[str, flo
     if N_QUERY not in per_user.columns:
         return out
     n = per_user[N_QUERY].to_numpy(np.float64)
+    unit = "item" if "item_mae" in per_user.columns else "user"  # pooled errors from per-unit errors
     pooled: dict[str, Callable[[], float]] = {
-        "mae": lambda: _weighted(per_user["user_mae"].to_numpy(np.float64), n),
-        "rmse": lambda: _weighted(per_user["user_rmse"].to_numpy(np.float64), n, power=2.0),
+        "mae": lambda: _weighted(per_user[f"{unit}_mae"].to_numpy(np.float64), n),
+        "rmse": lambda: _weighted(per_user[f"{unit}_rmse"].to_numpy(np.float64), n, power=2.0),
         **{s: (lambda s=s: _weighted(per_user[s].to_numpy(np.float64), n)) for s in SAMPLED},
     }
-    needs = {"mae": "user_mae", "rmse": "user_rmse", **{s: s for s in SAMPLED}}
+    needs = {"mae": f"{unit}_mae", "rmse": f"{unit}_rmse", **{s: s for s in SAMPLED}}
     for metric, compute in pooled.items():
         if metric in metrics and needs[metric] in per_user.columns:
             out[metric] = compute()
@@ -112,19 +122,22 @@ def _prediction_metrics(predictions: pd.DataFrame) -> dict[str, float]:
     """Pooled and user-averaged metrics re-derived from a saved predictions file."""
     if {"prediction", "rating"} <= set(predictions.columns):
         err = predictions["prediction"].to_numpy(np.float64) - predictions["rating"].to_numpy(np.float64)
-        by_user = pd.Series(np.abs(err)).groupby(predictions["user"].to_numpy()).mean()
+        by = {u: pd.Series(np.abs(err)).groupby(predictions[u].to_numpy()).mean() for u in ("user", "item")}
         return {
             "mae": float(np.abs(err).mean()),
             "rmse": float(np.sqrt(np.square(err).mean())),
-            "user_mae": float(by_user.mean()),
+            "user_mae": float(by["user"].mean()),
+            "item_mae": float(by["item"].mean()),
         }
     if "rank" not in predictions.columns:
         return {}
-    from benchmark.metrics import ranking_per_user
+    from benchmark.metrics import item_rank_per_item, ranking_per_user
 
+    ranks = predictions["rank"].to_numpy()
     users, codes = np.unique(predictions["user"].to_numpy(), return_inverse=True)
-    per_user = ranking_per_user(predictions["rank"].to_numpy(), codes, len(users))
-    return {m: _mean(v) for m, v in per_user.items()}
+    items, item_codes = np.unique(predictions["item"].to_numpy(), return_inverse=True)
+    per_unit = ranking_per_user(ranks, codes, len(users)) | item_rank_per_item(ranks, item_codes, len(items))
+    return {m: _mean(v) for m, v in per_unit.items()}
 
 
 def check_side_files(path: Path, record: RunRecord, per_user: pd.DataFrame | None = None) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.records import SET_VARIANT, RunRecord
-from leaderboard.families import FAMILY_TITLES, RANK_METRIC
+from leaderboard.families import FAMILY_TITLES, RANK_METRIC, unit_column
 from leaderboard.load import BuildError, EntryKey, Run, Skipped, run_order
 from leaderboard.statistics import Direction, Interval, RankResult, average_ranks, rank_task, t_interval
 
@@ -124,14 +124,14 @@ def _labels(runs: Iterable[Run]) -> dict[EntryKey, str]:
     return dict(sorted(labels.items()))
 
 
-def _identical(cells_input: dict[EntryKey, EntryRuns]) -> tuple[tuple[EntryKey, ...], ...]:
-    """Entries whose per-user values of every metric agree on every seed: the same predictions, as far as
+def _identical(cells_input: dict[EntryKey, EntryRuns], unit: str) -> tuple[tuple[EntryKey, ...], ...]:
+    """Entries whose per-unit values of every metric agree on every seed: the same predictions, as far as
     the metrics can tell (e.g. two methods that reduce to one model), so the page can say so."""
     groups: dict[bytes, list[EntryKey]] = defaultdict(list)
     for key, (ok, _) in cells_input.items():
         if any(r.per_user is None for r in ok):
             continue
-        parts = [(r.record.seed, r.per_user.sort_values("user").reset_index(drop=True).round(12)) for r in ok]
+        parts = [(r.record.seed, r.per_user.sort_values(unit).reset_index(drop=True).round(12)) for r in ok]
         digest = pd.util.hash_pandas_object(
             pd.concat([frame.assign(seed=seed) for seed, frame in parts], ignore_index=True), index=False
         )
@@ -139,10 +139,11 @@ def _identical(cells_input: dict[EntryKey, EntryRuns]) -> tuple[tuple[EntryKey, 
     return tuple(tuple(sorted(keys)) for keys in sorted(groups.values()) if len(keys) > 1)
 
 
-def _user_values(runs: Sequence[Run], metric: str) -> pd.DataFrame | None:
-    """Per-(user, seed) values of ``metric``, the paired input of the bootstrap tie test."""
+def _user_values(runs: Sequence[Run], metric: str, unit: str) -> pd.DataFrame | None:
+    """Per-(unit, seed) values of ``metric``, the paired input of the bootstrap tie test; ``unit`` is the
+    ID column (``user``, or ``item`` in a cold-item family), so the bootstrap clusters by it."""
     parts = [
-        pd.DataFrame({"user": r.per_user["user"], "seed": r.record.seed, "value": r.per_user[metric]})
+        pd.DataFrame({unit: r.per_user[unit], "seed": r.record.seed, "value": r.per_user[metric]})
         for r in runs
         if r.per_user is not None and metric in r.per_user.columns
     ]
@@ -167,16 +168,17 @@ def _task_ranks(
     cells_input: dict[EntryKey, EntryRuns],
     rank_metric: str,
     directions: dict[str, Direction],
+    unit: str,
 ) -> dict[EntryKey, RankResult]:
-    """Ranks on the task by the mean over seeds, ties tested on the paired per-user values."""
+    """Ranks on the task by the mean over seeds, ties tested on the paired per-unit values."""
     means = {}
     per_user = {}
     for key, (ok, _) in cells_input.items():
         values = [r.record.metrics[rank_metric] for r in ok if rank_metric in r.record.metrics]
         if values:
             means[key] = float(np.mean(values))
-            per_user[key] = _user_values(ok, rank_metric)
-    return rank_task(means, per_user, directions[rank_metric]) if means else {}
+            per_user[key] = _user_values(ok, rank_metric, unit)
+    return rank_task(means, per_user, directions[rank_metric], unit=unit) if means else {}
 
 
 def _cell(key: EntryKey, ok: tuple[Run, ...], left_off: tuple[Run, ...], rank: RankResult | None) -> Cell:
@@ -201,9 +203,10 @@ def _summarize_task(task_runs: Sequence[Run], directions: dict[str, Direction]) 
     """
     first = task_runs[0].record.task
     rank_metric = RANK_METRIC[first.family]
+    unit = unit_column(first.family)
     cells_input = _entry_runs(task_runs)
     standard = {key: runs for key, runs in cells_input.items() if not key[1]}
-    ranks = _task_ranks(standard, rank_metric, directions)
+    ranks = _task_ranks(standard, rank_metric, directions, unit)
     cells = {key: _cell(key, ok, left_off, ranks.get(key)) for key, (ok, left_off) in standard.items()}
     others = {key: _cell(key, ok, off, None) for key, (ok, off) in cells_input.items() if key[1]}
     task_directions = {
@@ -224,7 +227,7 @@ def _summarize_task(task_runs: Sequence[Run], directions: dict[str, Direction]) 
         ranked=first.ranked and bool(first.audit.get("passed", True)),
         audit=dict(first.audit),
         others=others,
-        identical=_identical(standard),
+        identical=_identical(standard, unit),
     )
 
 

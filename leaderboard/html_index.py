@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from leaderboard.aggregate import Leaderboard
-from leaderboard.families import CURVE_FAMILIES, FAMILY_TITLES, RANK_METRIC, TABLE_METRICS
+from leaderboard.families import CURVE_FAMILIES, FAMILY_TITLES, RANK_METRIC, TABLE_METRICS, unit_column
 from leaderboard.formatting import direction_word, esc, slug
 from leaderboard.html_base import (
     PAGES,
@@ -27,8 +27,10 @@ from leaderboard.views import (
     avg_text,
     family_entries,
     family_task_ids,
+    not_applicable,
     reported_task_ids,
     settings,
+    unit_note,
 )
 
 
@@ -63,19 +65,23 @@ def _reported_section(lb: Leaderboard, family: str, prefix: str) -> list[str]:
     return out
 
 
-def _metric_how(metric: str, direction: Direction | None, ranked: bool) -> str:
-    """How to read a family's table of ``metric``: cells, direction, interval, and what a highlight means."""
+def _metric_how(metric: str, direction: Direction | None, ranked: bool, unit: str = "user") -> str:
+    """How to read a family's table of ``metric``: cells, direction, interval, and what a highlight means.
+
+    ``unit`` is the family's per-unit ID column (``user``, or ``item`` for cold items), named in the text.
+    """
     head = f"<code>{esc(metric)}</code>" + (f" ({direction_word(direction)})" if direction else "")
     if not ranked:
         return how_to_read(
             head + ", mean over seeds ± half-width of the 95% t-interval; shown for comparison, not "
-            "ranked (a pooled metric is not a per-user mean, so no paired tie test). Rows in the ranked "
+            f"ranked (a pooled metric is not a per-{unit} mean, so no paired tie test). Rows in the ranked "
             "table's order."
         )
     return how_to_read(
         head + ", mean over seeds ± half-width of the 95% t-interval, then (rank on that task). Highlighted: "
-        "rank 1, the leader and every method tied with it (≈: the paired bootstrap interval of the per-user "
-        "difference covers 0). Rows by average rank; a task's header opens its page, ranked on that task."
+        "rank 1, the leader and every method tied with it (≈: the paired bootstrap interval of the "
+        f"per-{unit} difference covers 0). Rows by average rank; a task's header opens its page, ranked on "
+        "that task."
     )
 
 
@@ -100,7 +106,7 @@ def _family_tables(lb: Leaderboard, family: str, entries: Sequence[EntryKey], pr
             row += [esc(avg_text(lb, family, key))] if ranked else []
             row += [html_cell(lb.tasks[t].cells.get(key), metric, ranked) for t in task_ids]
             rows.append(row)
-        out.append(_metric_how(metric, d, ranked))
+        out.append(_metric_how(metric, d, ranked, unit_column(family)))
         out.append(html_table(header, rows))
     return out
 
@@ -152,6 +158,22 @@ def _family_curves(
     return out
 
 
+def _not_applicable_section(lb: Leaderboard, family: str, prefix: str) -> list[str]:
+    """Methods on the board that do not take the family: shown as not applicable, with the reason."""
+    status = ('<span class="muted">not applicable</span>', "text")
+    rows = [
+        [html_link(prefix + slug("method", name), name), status, (esc(reason), "text")]
+        for name, reason in not_applicable(lb, family)
+    ]
+    if not rows:
+        return []
+    return [
+        f"<h3>Not applicable to family {esc(family)}</h3>",
+        how_to_read("methods on this board that do not declare this family, so they have no result here."),
+        html_table(["Method", "Status", "Reason"], rows),
+    ]
+
+
 def _family_section(lb: Leaderboard, family: str) -> list[str]:
     """A family's tables, plots (where the records declare the metric's direction) and reported tasks."""
     rank_metric = RANK_METRIC[family]
@@ -159,9 +181,12 @@ def _family_section(lb: Leaderboard, family: str) -> list[str]:
     entries = family_entries(lb, family)
     prefix = f"{PAGES}/"
     out = [f'<h2 id="family-{family}">Family {family}: {esc(FAMILY_TITLES[family])}</h2>']
+    note = unit_note(family)
+    out += [f'<p class="legend">{esc(note)}</p>'] if note else []
     if not direction:
         out.append(f"<p>No record reports the ranking metric <code>{esc(rank_metric)}</code>.</p>")
     out += _family_tables(lb, family, entries, prefix)
+    out += _not_applicable_section(lb, family, prefix)
     if direction:
         out += _family_cost_plot(lb, family, entries)
         if family in CURVE_FAMILIES:

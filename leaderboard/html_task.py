@@ -6,8 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from benchmark.protocols import selection_label
 from leaderboard.aggregate import Leaderboard, TaskSummary
-from leaderboard.families import FAMILY_TITLES
+from leaderboard.families import FAMILY_TITLES, unit_column, unit_noun
 from leaderboard.formatting import arrow, direction_word, esc, estimate, sig
 from leaderboard.html_base import how_to_read, html_page, html_table, left_off_table, method_link
 from leaderboard.load import EntryKey, run_order
@@ -46,14 +47,16 @@ def _task_card(task: TaskSummary) -> list[str]:
 
 
 def _ranking_legend(task: TaskSummary) -> str:
+    """How to read the ranking; the unit (users, or cold items in a cold-item family) is the family's."""
     direction = task.directions.get(task.rank_metric)
+    pair = unit_noun(task.family, plural=False)
     return how_to_read(
         f"<code>{esc(task.rank_metric)}</code>"
         + (f" ({direction_word(direction)})" if direction else "")
         + ", mean over ok seeds ± half-width of the 95% t-interval. Difference: mean of (method − leader) "
-        "over paired (user, seed) values, with its 95% bootstrap interval over users resampled with all "
-        f"their seeds ({BOOTSTRAP_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}); an interval covering 0 is "
-        "a tie, and tied methods share rank 1."
+        f"over paired ({pair}, seed) values, with its 95% bootstrap interval over {unit_noun(task.family)} "
+        f"resampled with all their seeds ({BOOTSTRAP_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}); an "
+        "interval covering 0 is a tie, and tied methods share rank 1."
     )
 
 
@@ -198,11 +201,15 @@ def _task_runs(lb: Leaderboard, task: TaskSummary) -> list[str]:
                 (f"<code>{esc(r.path)}</code>", "name"),
             ]
         )
+    units = unit_noun(task.family)
+    score = "−user_mae in family R"  # the cold-user families' wording, as before the cold-item families
+    if unit_column(task.family) != "user":
+        score = f"{selection_label(task.family).replace('-', '−', 1)} in family {task.family}"
     how = how_to_read(
         "one row per ok record. Validation score: what the method's own model selection reached on "
-        "validation users (higher is better: −user_mae in family R); – where the method does not report it."
+        f"validation {esc(units)} (higher is better: {esc(score)}); – where the method does not report it."
     )
-    header = ["Method", "Seed", "Status", "Validation score", "Eval users", "Record"]
+    header = ["Method", "Seed", "Status", "Validation score", f"Eval {esc(units)}", "Record"]
     return ["<h2>Runs</h2>", how, html_table(header, rows)]
 
 

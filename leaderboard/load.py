@@ -1,7 +1,8 @@
 """Loading and validation of run records: nothing reaches a table that was not checked here first.
 
-Inputs: the records ``<results>/<task>/<method>[@<variant>]/seed-<S>.json`` and the per-user metric files
-next to them (``artifacts["per_user"]``, Parquet: ``user`` plus one float column per user-level metric).
+Inputs: the records ``<results>/<task>/<method>[@<variant>]/seed-<S>.json`` and the per-unit metric files
+next to them (``artifacts["per_user"]``, Parquet: the unit's ID column, ``user``, or ``item`` in a cold-item
+family (``leaderboard.families.unit_column``), plus one float column per unit-level metric).
 Every record is validated before use (schema, location, finite metrics, readable per-user file); an invalid
 one stops the build with a ``RecordError`` naming the file, unless ``skip_invalid`` is set: then it is left
 out and listed on the page.
@@ -18,7 +19,7 @@ import pandas as pd
 
 from benchmark.records import RecordError, RunRecord, iter_records, load_record
 from benchmark.verify import check_location, check_side_files, read_per_user
-from leaderboard.families import RANK_METRIC
+from leaderboard.families import RANK_METRIC, unit_column
 
 EntryKey = tuple[str, str]  # (method name, variant): "" is the standard (tuned or default) configuration
 
@@ -40,7 +41,11 @@ def entry_key(record: RunRecord) -> EntryKey:
 
 @dataclass(frozen=True)
 class Run:
-    """A validated record, its path relative to the results folder, and its per-user values (ok runs)."""
+    """A validated record, its path relative to the results folder, and its per-unit values (ok runs).
+
+    ``per_user`` keeps the unit's ID column as the file names it: ``user``, or ``item`` (cold items) in a
+    cold-item family; ``leaderboard.families.unit_column`` says which.
+    """
 
     path: str
     record: RunRecord
@@ -70,12 +75,13 @@ def _refuse(path: Path, message: str) -> RecordError:
 
 
 def _declared_values(path: Path, record: RunRecord, frame: pd.DataFrame) -> pd.DataFrame:
-    """The per-user values of the record's declared metrics as float64; an infinite value is refused.
+    """The per-unit values of the record's declared metrics as float64; an infinite value is refused.
 
     ``frame`` comes from ``benchmark.verify.read_per_user``, which already refused a missing, unreadable or
-    malformed file (users unique strings, one row per evaluated user, numeric columns).
+    malformed file (units unique strings, one row per evaluated unit, numeric columns).
     """
-    out = {"user": frame["user"].to_numpy().astype(str)}
+    unit = unit_column(record.task.family)
+    out = {unit: frame[unit].to_numpy().astype(str)}
     for column in sorted(c for c in frame.columns if c in record.metric_directions):
         values = frame[column].to_numpy(np.float64)
         if np.isinf(values).any():
@@ -101,7 +107,7 @@ def _load_run(results: Path, path: Path) -> Run:
 
 
 def _check_rank_metric(path: Path, record: RunRecord, per_user: pd.DataFrame) -> None:
-    """The ranked number must be the mean of its per-user values: an edited record or file fails here."""
+    """The ranked number must be the mean of its per-unit values: an edited record or file fails here."""
     metric = RANK_METRIC[record.task.family]
     if metric not in record.metrics or metric not in per_user.columns:
         return

@@ -17,9 +17,11 @@ from leaderboard.views import (
     family_task_ids,
     identical_text,
     left_off_reason,
+    not_applicable,
     other_entries,
     reported_task_ids,
     settings,
+    unit_note,
 )
 
 
@@ -122,6 +124,15 @@ def _md_identical(lb: Leaderboard, family: str) -> list[str]:
     return lines + [f"- {md(t)}: {md(text)}" for t, text in found] + [""]
 
 
+def _md_not_applicable(lb: Leaderboard, family: str) -> list[str]:
+    """Methods on the board that do not take the family, each with its reason, so none is silently missing."""
+    rows = [[md(name), "not applicable", md(reason)] for name, reason in not_applicable(lb, family)]
+    if not rows:
+        return []
+    lines = [f"Not applicable to family {md(family)} (the method does not declare it):", ""]
+    return lines + _md_table(["Method", "Status", "Reason"], rows)
+
+
 def _md_others(lb: Leaderboard, family: str) -> list[str]:
     """Other configurations (profiles such as ``reference``, ``--set`` runs): reported, never ranked."""
     every = [*family_task_ids(lb, family), *reported_task_ids(lb, family)]
@@ -143,10 +154,13 @@ def _md_family(lb: Leaderboard, family: str, title: str) -> list[str]:
         return []
     rank_metric = RANK_METRIC[family]
     lines = [f"## Family {family}: {md(title)}", ""]
+    note = unit_note(family)
+    lines += [md(note), ""] if note else []
     if not lb.directions.get(rank_metric):
         lines += [f"No record reports the ranking metric {md(rank_metric)}.", ""]
     entries = family_entries(lb, family)
     lines += _md_metric_tables(lb, family, entries)
+    lines += _md_not_applicable(lb, family)
     lines += _md_identical(lb, family)
     lines += _md_curves(lb, family, entries)
     return lines + _md_reported(lb, family) + _md_others(lb, family)

@@ -19,7 +19,9 @@ implementation. The rules (docs/protocol.md, Statistics):
   independently treats three seeds of one user as three independent users, so it underestimates the
   variance and calls too many differences significant. A resample draws as many users as were paired, with
   replacement, and takes the mean over all pairs of the drawn users (so a user weighs as many pairs as it
-  has, as in the point estimate).
+  has, as in the point estimate). In a cold-item family (IR, IL) the unit is the *cold item* instead: the
+  per-unit values are per cold item, paired by ``(item, seed)``, and cold items are the resampled clusters
+  (the ``unit`` argument names the frames' ID column, ``leaderboard.families.unit_column`` decides it).
 * A method whose interval covers 0 (``low <= 0 <= high``) *ties* the leader and shares rank 1. A method with
   no paired data cannot be shown to tie, and is ranked as not tied.
 * The remaining methods follow the rank-1 group in standard competition ranking by mean ("1224"): rank =
@@ -156,19 +158,20 @@ def t_interval(values: Sequence[float] | np.ndarray, level: float = LEVEL) -> In
 
 
 def paired_user_differences(
-    method: pd.DataFrame, leader: pd.DataFrame, column: str = "value"
+    method: pd.DataFrame, leader: pd.DataFrame, column: str = "value", unit: str = "user"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``method - leader`` per ``(user, seed)`` present in both frames, and each pair's user cluster.
+    """``method - leader`` per ``(unit, seed)`` present in both frames, and each pair's unit cluster.
 
-    Each frame has columns ``user``, ``seed`` and ``column``; pairs with a NaN on either side are dropped.
-    Returns ``(diff, cluster)`` sorted by user then seed, ``cluster`` numbering the users ``0 .. n-1`` in that
-    order. Sorting makes the result independent of file and row order, so the bootstrap draws the same users.
+    Each frame has the columns named by ``unit`` (``user``, or ``item`` in a cold-item family), ``seed``
+    and ``column``; pairs with a NaN on either side are dropped. Returns ``(diff, cluster)`` sorted by unit
+    then seed, ``cluster`` numbering the units ``0 .. n-1`` in that order. Sorting makes the result
+    independent of file and row order, so the bootstrap draws the same units.
     """
     for name, frame in (("method", method), ("leader", leader)):
-        missing = {"user", "seed", column} - set(frame.columns)
+        missing = {unit, "seed", column} - set(frame.columns)
         if missing:
             raise ValueError(f"{name} per-user frame lacks column(s) {sorted(missing)}")
-    users = np.concatenate([method["user"].to_numpy(str), leader["user"].to_numpy(str)])
+    users = np.concatenate([method[unit].to_numpy(str), leader[unit].to_numpy(str)])
     seeds = np.concatenate([method["seed"].to_numpy(np.int64), leader["seed"].to_numpy(np.int64)])
     _, user_code = np.unique(users, return_inverse=True)
     seed_values, seed_code = np.unique(seeds, return_inverse=True)
@@ -177,7 +180,7 @@ def paired_user_differences(
     method_keys, leader_keys = keys[:split], keys[split:]
     for name, part in (("method", method_keys), ("leader", leader_keys)):
         if np.unique(part).size != part.size:
-            raise ValueError(f"{name} per-user frame has duplicate (user, seed) rows")
+            raise ValueError(f"{name} per-user frame has duplicate ({unit}, seed) rows")
     common, in_method, in_leader = np.intersect1d(
         method_keys, leader_keys, assume_unique=True, return_indices=True
     )
@@ -187,9 +190,11 @@ def paired_user_differences(
     return diff[kept], cluster.astype(np.int64).reshape(-1)
 
 
-def paired_differences(method: pd.DataFrame, leader: pd.DataFrame, column: str = "value") -> np.ndarray:
-    """The differences of ``paired_user_differences`` without their user clusters."""
-    return paired_user_differences(method, leader, column)[0]
+def paired_differences(
+    method: pd.DataFrame, leader: pd.DataFrame, column: str = "value", unit: str = "user"
+) -> np.ndarray:
+    """The differences of ``paired_user_differences`` without their unit clusters."""
+    return paired_user_differences(method, leader, column, unit)[0]
 
 
 def paired_bootstrap(
@@ -201,11 +206,12 @@ def paired_bootstrap(
 ) -> Interval:
     """Mean of paired differences with a percentile bootstrap interval that resamples whole clusters.
 
-    ``cluster`` gives each difference's cluster (the user, in the leaderboard); every resample draws as many
-    clusters as there are, with replacement, and its statistic is the mean over all differences of the
-    drawn clusters. Without ``cluster`` each difference is its own cluster (the plain pair bootstrap).
-    Draws are made in chunks of whole resamples from one generator, so the result depends only on the
-    inputs, ``resamples``, ``seed`` and ``level``. ``n`` of the result counts differences, not clusters.
+    ``cluster`` gives each difference's cluster (the user, or the cold item, in the leaderboard); every
+    resample draws as many clusters as there are, with replacement, and its statistic is the mean over all
+    differences of the drawn clusters. Without ``cluster`` each difference is its own cluster (the plain
+    pair bootstrap). Draws are made in chunks of whole resamples from one generator, so the result depends
+    only on the inputs, ``resamples``, ``seed`` and ``level``. ``n`` of the result counts differences, not
+    clusters.
     """
     d = np.asarray(diff, dtype=np.float64)
     if d.ndim != 1:
@@ -245,7 +251,7 @@ def paired_bootstrap(
 class RankResult:
     """One method's place on one task.
 
-    ``difference``: bootstrap interval of ``method - leader`` on per-user values (None for the leader);
+    ``difference``: bootstrap interval of ``method - leader`` on per-unit values (None for the leader);
     ``tied``: the difference interval covers 0; ``paired``: paired data existed for the comparison.
     """
 
@@ -270,11 +276,13 @@ def rank_task(
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
     level: float = LEVEL,
+    unit: str = "user",
 ) -> dict[Hashable, RankResult]:
     """Rank the methods of one task (rules in the module docstring).
 
     ``means``: method key -> mean over seeds; keys must be mutually sortable. ``per_user``: method key ->
-    frame with ``user``, ``seed``, ``value`` (or None when the method has no per-user values).
+    frame with ``unit`` (the cluster: ``user``, or ``item`` for cold items), ``seed``, ``value`` (or None
+    when the method has no per-unit values).
     """
     if not means:
         return {}
@@ -290,7 +298,7 @@ def rank_task(
         if frame is None or leader_frame is None:
             comparisons[key] = (None, False)
             continue
-        diff, cluster = paired_user_differences(frame, leader_frame)
+        diff, cluster = paired_user_differences(frame, leader_frame, unit=unit)
         interval = paired_bootstrap(diff, cluster, resamples=resamples, seed=seed, level=level)
         comparisons[key] = (interval, interval.n > 0)
     tied = {

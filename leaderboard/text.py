@@ -6,7 +6,7 @@ import textwrap
 from collections.abc import Sequence
 
 from leaderboard.aggregate import Cell, Leaderboard, TaskSummary
-from leaderboard.families import FAMILY_TITLES, RANK_METRIC
+from leaderboard.families import FAMILY_TITLES, RANK_METRIC, unit_noun
 from leaderboard.formatting import direction_word, estimate
 from leaderboard.views import (
     LEGEND,
@@ -17,8 +17,10 @@ from leaderboard.views import (
     cell_marks,
     family_entries,
     family_task_ids,
+    not_applicable,
     ranking_rows,
     reported_task_ids,
+    unit_note,
 )
 
 
@@ -51,6 +53,8 @@ def _text_family(lb: Leaderboard, family: str) -> list[str]:
     metric = RANK_METRIC[family]
     direction = lb.directions.get(metric)
     lines = [f"Family {family}: {FAMILY_TITLES[family]}", ""]
+    note = unit_note(family)
+    lines += [*textwrap.wrap(note, 110, break_on_hyphens=False), ""] if note else []
     if not direction:
         lines.append(f"No record reports the ranking metric {metric}.")
     if task_ids:
@@ -67,6 +71,10 @@ def _text_family(lb: Leaderboard, family: str) -> list[str]:
     if reported:
         lines += ["", "Reported, not ranked (coldbench leaderboard show --task ID):"]
         lines += [f"  {t}: {audit_banner(lb.tasks[t])}" for t in reported]
+    absent = not_applicable(lb, family)
+    if absent:
+        lines += ["", f"Not applicable to family {family} (the method does not declare it):"]
+        lines += [f"  {name}: {reason}" for name, reason in absent]
     return [*lines, ""]
 
 
@@ -82,8 +90,9 @@ def _text_task(lb: Leaderboard, task: TaskSummary) -> list[str]:
         return [*lines, "No run of this task finished ok."]
     lines.append(
         f"{task.rank_metric}" + (f" ({direction_word(direction)})" if direction else "") + ": mean over ok "
-        "seeds ± half-width of the 95% t-interval. Difference: mean of (method − leader) over paired (user, "
-        "seed) values [95% user-cluster bootstrap interval]; an interval covering 0 is a tie."
+        "seeds ± half-width of the 95% t-interval. Difference: mean of (method − leader) over paired "
+        f"({unit_noun(task.family, plural=False)}, seed) values [95% {unit_noun(task.family, plural=False)}"
+        "-cluster bootstrap interval]; an interval covering 0 is a tie."
     )
     header = [*RANKING_HEADER[:3], task.rank_metric, *RANKING_HEADER[3:]]
     return lines + _text_table(header, [row for _, row in ranking_rows(lb, task)], "rlrrrrl")

@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from leaderboard.aggregate import Cell, Leaderboard, TaskSummary
+from leaderboard.families import unit_column, unit_noun
 from leaderboard.formatting import estimate, first_line, sig, signed
 from leaderboard.load import EntryKey, Run
 from leaderboard.statistics import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
@@ -26,6 +27,53 @@ LEGEND = (
     "is ranked on every one."
 )
 RANKING_HEADER = ("Rank", "Method", "Seeds ok", "Difference to leader", "Pairs", "Verdict")
+NO_REASON = "the method does not declare this family"
+
+
+def unit_note(family: str) -> str:
+    """What the unit is in a family whose unit is not the user (the legend speaks of users); "" for users.
+
+    In a cold-item family the per-unit values are per cold item, so ties are tested on cold items.
+    """
+    if unit_column(family) == "user":
+        return ""
+    return (
+        f"In family {family} the unit is the cold item, not the user: the ranked metric is a mean over "
+        f"{unit_noun(family)}, and the tie test pairs per-item values by (cold item, seed) and resamples "
+        f"{unit_noun(family)} as clusters with all their seeds."
+    )
+
+
+def _support(name: str) -> tuple[tuple[str, ...], dict[str, str]] | None:
+    """The families a registered method declares and its reasons for the others; None where it is not
+    installed here or does not load (its records still show; only the not-applicable list lacks it)."""
+    from benchmark.registry import NAME, RegistryError, load_method, registrations
+
+    if not NAME.match(name) or name not in registrations():
+        return None
+    try:
+        cls = load_method(name)
+    except (RegistryError, OSError, ValueError, ImportError):
+        return None
+    reasons = {str(f): str(r) for f, r in dict(getattr(cls, "not_applicable", {}) or {}).items()}
+    return tuple(cls.families), reasons
+
+
+def not_applicable(lb: Leaderboard, family: str) -> list[tuple[str, str]]:
+    """``(method, reason)`` for each method on the board that does not support ``family``, by name.
+
+    The methods are those with records anywhere on the board and installed where it is built (a registered
+    method with no record is on no page, so the output stays a function of the records and the installed
+    methods). A method with a cell in the family is never listed: its results speak for it. The reason is
+    the method's ``not_applicable[family]``, or ``NO_REASON`` where it gives none.
+    """
+    shown = {key[0] for t in lb.tasks.values() if t.family == family for key in (*t.cells, *t.others)}
+    out = []
+    for name in sorted({r.record.method.name for r in lb.runs} - shown):
+        support = _support(name)
+        if support is not None and family not in support[0]:
+            out.append((name, support[1].get(family) or NO_REASON))
+    return out
 
 
 def _beta(beta: float | None) -> str:

@@ -13,19 +13,28 @@ against the target's ``mu + b_i``. The prediction ``mu + b_i + b_u`` is clipped 
 Why: this is "item mean + the user's shrunk source offset" done properly (shrunk item means, offsets
 measured against item biases rather than raw means), the reference any rating-transfer model must beat.
 Selected on validation cold users: ``lambda_item``, ``lambda_user`` and ``lambda_cold`` over the TOML grid.
+
+Cold items (family IR): the same target biases, turned around. A query user's ``b_u`` is their fitted
+target bias (their shrunk source-domain offset if they have no target rating); a cold item's ``b_i`` is
+``sum(r - mu - b_u) / (lambda_cold + K)`` over its K support ratings, each residual taken against the
+support user's own bias (a harsh rater's 3 says more than a generous rater's). The prediction
+``mu + b_u + b_i`` is clipped to the rating range. Why: a new product's K ratings are the only evidence of
+its quality, and the shrinkage keeps one rating from being taken at face value. Not for family IL: a bias
+model predicts a rating level, and implicit data has no rating for it to model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from benchmark.api import Budget, ColdBatch, TrainView
-from methods.knn import ClassicalMethod, TrainRows, grid, read_rows
+from benchmark.api import Budget, ColdBatch, ColdItemBatch, TrainView
+from methods.knn import ClassicalMethod, TrainRows, cold_items, grid, item_query, read_rows
 
-__all__ = ["Baseline", "BiasTransfer", "Biases", "fit_biases"]
+__all__ = ["Baseline", "BiasTransfer", "Biases", "ItemBaseline", "fit_biases"]
 
 GRID = ("lambda_item", "lambda_user", "lambda_cold")
 
@@ -102,6 +111,54 @@ class Baseline:
         return np.clip(pred, self.low, self.high)
 
 
+@dataclass(frozen=True)
+class ItemBaseline:
+    """The target biases for cold items (IR): ``mu + b_u + b_i`` with ``b_i`` from a cold item's support.
+
+    ``user``: each user's ``b_u``, the fitted target bias, or the source-domain offset of a user without
+    target ratings (zero for a user with no rating at all); ``item``: the warm items' target ``b_i``."""
+
+    mu: float
+    user: np.ndarray
+    item: np.ndarray
+    lambda_cold: float
+    low: float
+    high: float
+
+    def cold_item_bias(self, batch: ColdItemBatch) -> np.ndarray:
+        """Shrunk mean residual ``r - mu - b_v`` of each cold item's support ratings, per item position."""
+        s = batch.support
+        ok = np.flatnonzero(np.isfinite(s.rating))
+        resid = s.rating[ok] - self.mu - self.user[s.user[ok]]
+        where = batch.support_of(ok)
+        n = np.bincount(where, minlength=len(batch))
+        return np.bincount(where, resid, minlength=len(batch)) / (self.lambda_cold + n)
+
+    def base(self, users: np.ndarray, item_bias: np.ndarray) -> np.ndarray:
+        """Unclipped ``mu + b_u + b_i`` for global ``users`` and aligned cold-item biases."""
+        return self.mu + self.user[users] + item_bias
+
+    def rating(self, batch: ColdItemBatch) -> np.ndarray:
+        if not batch.wants_ratings:
+            raise ValueError("this method predicts ratings (family IR); the batch asks for a ranking")
+        _, _, col = item_query(batch)
+        pred = self.base(np.asarray(batch.query_user), self.cold_item_bias(batch)[col])
+        return np.clip(pred, self.low, self.high)
+
+
+def make_item_baseline(
+    view: TrainView, rows: TrainRows, biases: tuple[Biases, Biases], lambda_cold: float
+) -> ItemBaseline:
+    target, source = biases
+    d = view.domain_index(view.target_domain)
+    on_target = (rows.domain == d) & np.isfinite(rows.rating)
+    ratings = rows.rating[on_target]
+    rated = np.bincount(rows.user[on_target], minlength=view.n_users) > 0
+    user = np.where(rated, target.user, source.user)
+    low, high = float(ratings.min()), float(ratings.max())
+    return ItemBaseline(float(target.mu[d]), user, target.item, float(lambda_cold), low, high)
+
+
 def fit_baselines(
     view: TrainView, rows: TrainRows, config: dict[str, Any]
 ) -> tuple[list[dict[str, Any]], dict[tuple[float, float], tuple[Biases, Biases]]]:
@@ -135,12 +192,19 @@ def make_baseline(
 
 
 class BiasTransfer(ClassicalMethod):
-    families = ("R",)
+    families = ("R", "IR")
     summary = "mu + b_i + b_u; a cold user's b_u is their shrunk source-domain rating offset (+ support)"
     paper = "Koren. Factor in the Neighbors: Scalable and Accurate Collaborative Filtering. ACM TKDD 2010"
+    not_applicable: ClassVar[Mapping[str, str]] = {
+        "IL": "a rating-bias model: implicit interactions carry no rating level to model"
+    }
 
     def fit(self, view: TrainView, budget: Budget) -> None:
-        self.fit_rows(view, read_rows(view))
+        rows = read_rows(view)
+        if cold_items(view):
+            self.fit_item_rows(view, rows)
+        else:
+            self.fit_rows(view, rows)
         self.finish_fit(view)
 
     def fit_rows(self, view: TrainView, rows: TrainRows) -> Baseline:
@@ -155,8 +219,20 @@ class BiasTransfer(ClassicalMethod):
         self.select(view, configs, build)
         return self.baseline
 
-    def use(self, state: Baseline) -> None:
+    def fit_item_rows(self, view: TrainView, rows: TrainRows) -> ItemBaseline:
+        """``fit_rows`` for cold items (IR): the same biases, a cold item's ``b_i`` from its support."""
+        configs, fitted = fit_baselines(view, rows, self.config)
+        self.flops += 8.0 * len(rows) * int(self.config["iterations"]) * len(fitted)
+
+        def build(cfg: dict[str, Any]) -> ItemBaseline:
+            biases = fitted[(cfg["lambda_item"], cfg["lambda_user"])]
+            return make_item_baseline(view, rows, biases, cfg["lambda_cold"])
+
+        self.select(view, configs, build)
+        return self.baseline
+
+    def use(self, state: Baseline | ItemBaseline) -> None:
         self.baseline = state
 
-    def predict(self, batch: ColdBatch) -> np.ndarray:
+    def predict(self, batch: ColdBatch | ColdItemBatch) -> np.ndarray:
         return self.baseline.rating(batch)

@@ -20,6 +20,9 @@ early enough to leave one fine-tuning pass in the training budget.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import torch
 
 from benchmark.api import ColdBatch, TrainView
@@ -28,6 +31,11 @@ from methods.mf import ColdStartMF, fit_mf, ids
 
 class FineTune(ColdStartMF):
     summary = "MF pretrained on all domains, fine-tuned on the target, adapted on each cold user's support"
+    not_applicable: ClassVar[Mapping[str, str]] = {
+        f: "adapts a cold user's vector pretrained on their source rows; a new product has no source rows,"
+        " and fitting its vector on the support alone is mf-target's fold-in"
+        for f in ("IR", "IL")
+    }
     paper = "Yosinski et al. How transferable are features in deep neural networks? NeurIPS 2014"
 
     def train(self, view: TrainView) -> None:

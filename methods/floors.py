@@ -6,13 +6,21 @@ domain's training interactions once through ``view.history``, which charges thos
 budget (what a method learns from counts, features included): one pass over the target rows, a small share
 of any budget. They take no gradient steps. ``Random`` reads nothing and uses no budget.
 None of them looks at a cold user's support or source history: at K=0 and K>0 they predict the same.
+
+Cold items (families IR, IL): ``GlobalMean`` predicts the same mean; ``ItemMean`` is the item prior, the mean
+of the cold item's support ratings (the only ratings a new product has); ``Random`` ranks the cold items at
+random. ``Popularity`` has nothing to count for a cold item (no training row, K support rows each), so it
+does not declare them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import numpy as np
 
-from benchmark.api import Budget, ColdBatch, Method, TrainView
+from benchmark.api import Budget, ColdBatch, ColdItemBatch, Method, TrainView
 
 __all__ = ["GlobalMean", "ItemMean", "Popularity", "Random"]
 
@@ -26,13 +34,13 @@ def _target_ratings(view: TrainView) -> tuple[np.ndarray, np.ndarray]:
     return target.item[rated], target.rating[rated].astype(np.float64)
 
 
-def _query_items(batch: ColdBatch, name: str) -> np.ndarray:
+def _query_items(batch: ColdBatch | ColdItemBatch, name: str) -> np.ndarray:
     if not batch.wants_ratings:
         raise ValueError(f"{name} predicts ratings (family R); this batch asks for candidate scores")
     return np.asarray(batch.query_item)
 
 
-def _candidates(batch: ColdBatch, name: str) -> np.ndarray:
+def _candidates(batch: ColdBatch | ColdItemBatch, name: str) -> np.ndarray:
     if batch.candidates is None:
         raise ValueError(f"{name} scores candidates (families L, C); this batch has none")
     return np.asarray(batch.candidates)
@@ -41,7 +49,7 @@ def _candidates(batch: ColdBatch, name: str) -> np.ndarray:
 class GlobalMean(Method):
     """The mean of all target-domain training ratings, predicted for every query pair."""
 
-    families = ("R",)
+    families = ("R", "IR")
     summary = "mean target-domain training rating for every pair"
     paper = ""
 
@@ -49,7 +57,7 @@ class GlobalMean(Method):
         _, ratings = _target_ratings(view)
         self.mean = float(ratings.mean())
 
-    def predict(self, batch: ColdBatch) -> np.ndarray:
+    def predict(self, batch: ColdBatch | ColdItemBatch) -> np.ndarray:
         return np.full(len(_query_items(batch, "GlobalMean")), self.mean, dtype=np.float64)
 
 
@@ -57,11 +65,12 @@ class ItemMean(Method):
     """Each item's plain mean target-domain training rating; items never rated fall back to the global mean.
 
     No shrinkage towards the global mean: the floor stays parameter-free, and an item rated once predicts
-    that one rating.
+    that one rating. A cold item (IR) has no training rating: its prior is the mean of its K support
+    ratings (the global mean when the support is withheld).
     """
 
-    families = ("R",)
-    summary = "per-item mean target training rating, global mean for unseen items"
+    families = ("R", "IR")
+    summary = "per-item mean target training rating (a cold item: its support's mean), else the global mean"
     paper = ""
 
     def fit(self, view: TrainView, budget: Budget) -> None:
@@ -72,8 +81,17 @@ class ItemMean(Method):
         seen = counts > 0
         self.means[seen] = sums[seen] / counts[seen]
 
-    def predict(self, batch: ColdBatch) -> np.ndarray:
-        return self.means[_query_items(batch, "ItemMean")].copy()
+    def predict(self, batch: ColdBatch | ColdItemBatch) -> np.ndarray:
+        query = _query_items(batch, "ItemMean")
+        if isinstance(batch, ColdBatch):
+            return self.means[query].copy()
+        means = self.means[batch.items].copy()
+        rated = ~np.isnan(batch.support.rating)
+        where = batch.support_of()[rated]
+        counts = np.bincount(where, minlength=len(batch))
+        sums = np.bincount(where, weights=batch.support.rating[rated], minlength=len(batch))
+        means[counts > 0] = sums[counts > 0] / counts[counts > 0]
+        return means[np.searchsorted(batch.items, query)]
 
 
 class Popularity(Method):
@@ -84,6 +102,9 @@ class Popularity(Method):
 
     families = ("L", "C")
     summary = "target-domain interaction count of each item"
+    not_applicable: ClassVar[Mapping[str, str]] = {
+        "IL": "a cold item has no training row and K support rows, the same count for all"
+    }
     paper = ""
 
     def fit(self, view: TrainView, budget: Budget) -> None:
@@ -111,14 +132,14 @@ class Random(Method):
     and candidate order, without a Python loop over users.
     """
 
-    families = ("L", "C")
+    families = ("L", "C", "IL")
     summary = "uniform random scores, deterministic per (seed, user, item)"
     paper = ""
 
     def fit(self, view: TrainView, budget: Budget) -> None:
         self.key = _mix(np.array([self.seed % (1 << 64)], dtype=np.uint64))[0]
 
-    def predict(self, batch: ColdBatch) -> np.ndarray:
+    def predict(self, batch: ColdBatch | ColdItemBatch) -> np.ndarray:
         users = np.asarray(batch.users).astype(np.uint64)
         items = _candidates(batch, "Random").astype(np.uint64)
         user_key = _mix(users ^ self.key)

@@ -8,6 +8,9 @@
 * ``grid`` / ``select``: hyper-parameter grids from the TOML (a scalar is a one-value grid, so ``--set k=50``
   pins a value) and selection on validation cold users (first best in grid order, hence deterministic).
 * FLOP counting (``spmm_flops``) so that a method can declare what its matrix products cost.
+* Cold items (families IR, IL): ``cold_items`` tells a view of those families apart, ``support_matrix``
+  turns a ``ColdItemBatch``'s support into a (support user x cold item) matrix, ``item_query`` gives what a
+  prediction is for (query users, and each IR pair's row and column).
 """
 
 from __future__ import annotations
@@ -21,17 +24,21 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from benchmark.api import ColdBatch, Method, TrainView
+from benchmark import protocols
+from benchmark.api import ColdBatch, ColdItemBatch, Method, TrainView
 
 __all__ = [
     "ClassicalMethod",
     "TrainRows",
     "binary",
     "candidates_of",
+    "cold_items",
     "cold_matrix",
     "grid",
+    "item_query",
     "read_rows",
     "spmm_flops",
+    "support_matrix",
     "top_k_rows",
     "top_k_sparse",
 ]
@@ -81,6 +88,30 @@ def cold_matrix(batch: ColdBatch, n_items: int, support: bool = True) -> sp.csr_
         user = np.concatenate([user, batch.support.user])
         item = np.concatenate([item, batch.support.item])
     return binary(user, item, (len(batch), n_items))
+
+
+def cold_items(view: TrainView) -> bool:
+    """Whether the view's family holds out cold items (IR, IL) rather than cold users."""
+    return protocols.get(view.family).cold == "items"
+
+
+def support_matrix(batch: ColdItemBatch, values: np.ndarray | None = None) -> sp.csr_matrix:
+    """(support user position x cold item position) matrix of the support: ``values`` per support row, or
+    ones. A user who holds several support rows of one item (never in the tasks) would be summed."""
+    rows = np.searchsorted(batch.support_users, batch.support.user)
+    data = np.ones(len(rows)) if values is None else np.asarray(values, dtype=np.float64)
+    shape = (len(batch.support_users), len(batch.items))
+    return sp.csr_matrix((data, (rows, batch.support_of())), shape=shape)
+
+
+def item_query(batch: ColdItemBatch) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The users a cold-item prediction is for (global, sorted) and, in IR, each query pair's row in them
+    and its cold item's position in ``batch.items`` (None, None in IL)."""
+    users = np.asarray(batch.users)
+    if not batch.wants_ratings:
+        return users, None, None
+    row = np.searchsorted(users, batch.query_user)
+    return users, row, np.searchsorted(batch.items, batch.query_item)
 
 
 def candidates_of(batch: ColdBatch) -> np.ndarray:

@@ -38,6 +38,20 @@ Selected on validation cold users only: the epoch (early stopping with ``patienc
 withheld: ``validate_pretrain``, so meta-training runs once per task group, in ``pretrain``), then, with the
 support, the number of inner steps at prediction (``select_steps``) and a scale of the inner lr
 (``select_lr_scale``).
+
+Cold items (IR, IL): the same model and loops with users and items swapped, as MeLU's items-as-tasks: a
+task is an item, the fixed embedding side is a table of user embeddings (the MeLU's ``item_emb``, rows of
+users without target training rows zero), and an item is represented by the (in IR also rating-weighted)
+mean embedding of its support users, the only input a new product has. The decision layers adapt on the
+item's support (user, rating) pairs (IR: rating MSE) or support users against ``negatives`` uniform negative
+users who have target rows (IL: the L path's sampled softmax; at prediction a fixed, evenly spaced set of
+them, so that a cold item adapts the same in every batch of query users), then score the query users.
+Meta-training samples warm target items as tasks from the target training rows, read once
+(``view.history``): each epoch shuffles each item's rows, draws K from ``train_shots`` per meta-batch, K rows
+adapt and the next ``query_size`` are the query. Epochs are selected on ``validate_pretrain`` in IR (with
+no support a cold item's prediction still depends on the user); in IL a cold item without support is scored
+like every other, so that score is flat and meta-training runs its ``epochs``. Inner steps and lr are
+chosen in ``fit``.
 """
 
 from __future__ import annotations
@@ -50,11 +64,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from benchmark.api import Budget, ColdBatch, Interactions, Method, TrainView, select_epochs
+from benchmark.api import Budget, ColdBatch, ColdItemBatch, Interactions, Method, TrainView, select_epochs
+from benchmark.protocols import METHOD_DEFAULT_FAMILIES
 from methods.meta_model import (
     MeLU,
     Scorer,
     adapt,
+    expand_params,
     learn2learn_meta_losses,
     masked_mse,
     masked_sampled_softmax,
@@ -62,6 +78,7 @@ from methods.meta_model import (
 )
 
 BACKENDS = {"torch.func": torch_func_meta_losses, "learn2learn": learn2learn_meta_losses}
+ITEM_FAMILIES = ("IR", "IL")
 
 
 def _padded(rows: Interactions, n_users: int, width: int, device: torch.device) -> tuple[Tensor, ...]:
@@ -86,6 +103,7 @@ def _softmax_loss(
 
 
 class MAML(Method):
+    families: ClassVar[tuple[str, ...]] = (*METHOD_DEFAULT_FAMILIES, *ITEM_FAMILIES)
     summary: ClassVar[str] = "MAML over a MeLU-style model, inner loop batched over users with torch.func"
     paper: ClassVar[str] = (
         "Finn et al. 2017, Model-Agnostic Meta-Learning (ICML); Lee et al. 2019, MeLU (KDD)"
@@ -134,6 +152,9 @@ class MAML(Method):
     # -- training --------------------------------------------------------------------------------------
     def setup(self, view: TrainView) -> None:
         """What the view gives for free (or already charged): domains' items, source histories, inner loop."""
+        if view.family in ITEM_FAMILIES:
+            self._setup_items(view)
+            return
         cfg = self.config
         self.explicit = view.explicit
         self.rating_range = view.rating_range
@@ -150,6 +171,9 @@ class MAML(Method):
 
     def pretrain(self, view: TrainView) -> None:
         """Meta-training, its epoch selected with the support withheld (``validate_pretrain``)."""
+        if view.family in ITEM_FAMILIES:
+            self._pretrain_items(view)
+            return
         cfg = self.config
         self.setup(view)
         self.model = MeLU(
@@ -300,9 +324,11 @@ class MAML(Method):
 
     # -- prediction ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, batch: ColdBatch) -> np.ndarray:
+    def predict(self, batch: ColdBatch | ColdItemBatch) -> np.ndarray:
         if self.model is None:
             raise RuntimeError("maml: predict called before fit")
+        if isinstance(batch, ColdItemBatch):
+            return self._predict_items(batch)
         n = len(batch)
         rng = self.batch_rng(batch)
         hist = _padded(batch.history, n, int(self.config["history_len"]), self.device)
@@ -349,3 +375,142 @@ class MAML(Method):
             vec, bias = self.model.items(torch.from_numpy(candidates[begin : begin + chunk]).to(self.device))
             out[:, begin : begin + chunk] = batched(fast, user, vec, bias).cpu().numpy()
         return out
+
+    # -- cold items (IR, IL): items as tasks, the model's embedding table holds users ---------------------
+    def _setup_items(self, view: TrainView) -> None:
+        """The target rows (charged once, the only data meta-training reads), the inner loop's defaults."""
+        cfg = self.config
+        self.explicit = view.explicit
+        self.rating_range = view.rating_range
+        self.loss = _rating_loss if self.explicit else _softmax_loss
+        self.item_rows = view.history(view.target_domain)
+        self.n_items = view.n_items
+        self.task_users = np.unique(self.item_rows.user)  # users with target rows: the negatives of IL
+        self.inner_lr = float(cfg["inner_lr"])
+        self.inner_steps = min(int(cfg["inner_steps"]), view.budget.adapt_steps)
+
+    def _pretrain_items(self, view: TrainView) -> None:
+        """Meta-training on warm target items as tasks (see the module docstring)."""
+        cfg = self.config
+        self.setup(view)
+        rows = self.item_rows
+        self.model = MeLU(
+            view.n_users,  # the embedding table holds users: ``items()`` gives user vectors and biases
+            int(cfg["dim"]),
+            tuple(cfg["hidden"]),
+            rating_weighted=self.explicit,
+            rating_range=self.rating_range or (0.0, 1.0),
+            generator=self.torch_generator,
+        ).to(self.device)
+        counts = np.bincount(rows.user, minlength=view.n_users)
+        with torch.no_grad():  # users never in a task keep a zero vector instead of random noise
+            cold = torch.from_numpy(counts == 0).to(self.device)
+            self.model.item_emb.weight[cold] = 0.0
+            if not self.explicit and self.config["popularity_init"]:  # user activity, as L's item popularity
+                prior = np.log1p(counts) - np.log1p(counts[self.task_users]).mean()
+                index = torch.from_numpy(self.task_users).to(self.device)
+                self.model.item_bias.weight[index, 0] = torch.from_numpy(prior[self.task_users]).float()
+        self.mu = float(np.mean(rows.rating)) if self.explicit else 0.0
+        opt = torch.optim.Adam(self.model.parameters(), lr=float(cfg["outer_lr"]))
+
+        def run_epoch() -> bool:
+            self._train_item_epoch(opt, self.rng)
+            return True
+
+        predict = self.predict if self.explicit else None  # IL: a support-less score is flat (module doc)
+        sel = select_epochs(
+            view,
+            run_epoch,
+            [self.model],
+            int(cfg["epochs"]),
+            predict,
+            int(cfg["patience"]),
+            validator=view.validate_pretrain,
+        )
+        self.selected = {"epochs": sel.best_epoch}
+
+    def _train_item_epoch(self, opt: torch.optim.Optimizer, rng: np.random.Generator) -> float:
+        """Meta-batches of warm target items: each item's rows in a random order, the first K its support."""
+        cfg, rows = self.config, self.item_rows
+        shots = [int(k) for k in cfg["train_shots"]]
+        shuffled = rng.permutation(len(rows))
+        order = shuffled[np.argsort(rows.item[shuffled], kind="stable")]
+        tasks = Interactions(rows.item[order], rows.user[order], rows.rating[order], rows.ts[order])
+        users, ratings, mask = _padded(tasks, self.n_items, max(shots) + int(cfg["query_size"]), self.device)
+        count = tasks.counts(self.n_items)
+        eligible = {k: np.flatnonzero(count > k) for k in shots}
+        size = int(cfg["meta_batch"])
+        n_meta = -(-max(len(e) for e in eligible.values()) // size)
+        meta_losses = BACKENDS[cfg["backend"]]
+        self.model.train()
+        total = 0.0
+        for _ in range(n_meta):
+            k = int(rng.choice(shots))
+            if len(eligible[k]) == 0:
+                continue
+            chosen = torch.from_numpy(
+                np.sort(rng.choice(eligible[k], min(size, len(eligible[k])), replace=False))
+            ).to(self.device)
+            sup = (users[chosen, :k], ratings[chosen, :k], mask[chosen, :k])
+            item = self.model.user_repr(*sup)
+            support = self._task(item, *sup, self._user_negatives(rng))
+            qry = (users[chosen, k:], ratings[chosen, k:], mask[chosen, k:])
+            query = self._task(item, *qry, self._user_negatives(rng))
+            loss = meta_losses(
+                self.model,
+                self.loss,
+                support,
+                self.loss,
+                query,
+                int(cfg["inner_steps"]),
+                float(cfg["inner_lr"]),
+                bool(cfg["first_order"]),
+            ).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach())
+        self.model.eval()
+        return total / max(n_meta, 1)
+
+    def _user_negatives(self, rng: np.random.Generator) -> np.ndarray | None:
+        """Uniform negative users (with target rows) for an item's sampled softmax; None for ratings."""
+        return None if self.explicit else rng.choice(self.task_users, int(self.config["negatives"]))
+
+    def _fixed_negatives(self) -> np.ndarray | None:
+        """Prediction's negative users: ``negatives`` evenly spaced ones of those with target rows (uniform,
+        as in training, but fixed), so a cold item adapts the same in every batch of query users (IL)."""
+        if self.explicit:
+            return None
+        pick = (
+            np.linspace(0, len(self.task_users) - 1, int(self.config["negatives"])).round().astype(np.int64)
+        )
+        return self.task_users[pick]
+
+    def _predict_items(self, batch: ColdItemBatch) -> np.ndarray:
+        """Adapt on each cold item's support users, then rate the query pairs or score the query users."""
+        n = len(batch)
+        rows = Interactions(batch.support_of(), batch.support.user, batch.support.rating, batch.support.ts)
+        k = int(rows.counts(n).max(initial=0))
+        sup = _padded(rows, n, k, self.device)
+        item = self.model.user_repr(*sup)
+        batch.spend_adapt_steps(self.inner_steps)
+        if k == 0:  # the support withheld (``validate_pretrain``): nothing to adapt on
+            fast = expand_params(self.model.decision_params(), n)
+        else:
+
+            def task_loss(params, *task):
+                return self.loss(partial(self.model.decide, params), *task)
+
+            support = self._task(item, *sup, self._fixed_negatives())
+            fast = adapt(
+                self.model.decision_params(),
+                task_loss,
+                support,
+                self.inner_steps,
+                self.inner_lr,
+                first_order=True,
+            )
+        if batch.wants_ratings:
+            return self._rate(fast, item, np.searchsorted(batch.items, batch.query_item), batch.query_user, n)
+        return np.ascontiguousarray(self._rank(fast, item, np.asarray(batch.query_users)).T)

@@ -3,8 +3,8 @@
 Why a real browser: the page tests parse the HTML, but only a browser applies the Content-Security-Policy,
 loads (or refuses) resources and lays the tables out. This script builds the site from a results folder
 (the committed ``leaderboard/results``, or a small fixture set of records when that folder holds none),
-renders ``index.html``, one task page and one method page with ``chromium --headless --screenshot``, and
-fails when
+renders ``index.html`` (every family's section, a cold-item family's among them in the fixture set), one
+task page and one method page with ``chromium --headless --screenshot``, and fails when
 
 - the browser logs any console message (the pages carry no script, so every message is an error: a CSP
   violation, a refused resource, a script that got in), or
@@ -240,7 +240,7 @@ def _fixture_record(
         seed=seed,
         status="ok",
         metrics={metric: value},
-        metric_directions={metric: "lower" if family == "R" else "higher"},
+        metric_directions={metric: "lower" if family in ("R", "IR") else "higher"},
         n_eval_users=60,
         budget=BudgetUse(
             train_examples_limit=100,
@@ -273,15 +273,21 @@ def _fixture_record(
 
 
 def write_fixture_records(root: Path) -> None:
-    """A handful of valid records (two ranked tasks, three methods, two seeds) for an empty results folder."""
+    """A handful of valid records (three ranked tasks, three methods, two seeds) for an empty results folder;
+    the cold-item task's per-unit files name cold items (``item``), as the runner writes them."""
     import pandas as pd
 
     from benchmark.records import record_path, write_record
 
     users = [f"u{i:03d}" for i in range(60)]
-    tasks = (("R-fixture-k3", "R", "user_mae"), ("L-fixture-k3", "L", "ndcg@10"))
+    tasks = (
+        ("R-fixture-k3", "R", "user_mae"),
+        ("L-fixture-k3", "L", "ndcg@10"),
+        ("I-fixture-k3", "IR", "item_mae"),
+    )
     for index, (task_id, family, metric) in enumerate(tasks):
-        sign = 1.0 if family == "R" else -1.0  # method b and c are worse than a in the metric's direction
+        sign = 1.0 if family in ("R", "IR") else -1.0  # b and c are worse than a in the metric's direction
+        unit = "item" if family == "IR" else "user"
         for offset, method in enumerate(("fixture-a", "fixture-b", "fixture-c")):
             for seed in (0, 1):
                 noise = np.random.default_rng([seed, offset, index]).normal(0.0, 0.05, len(users))
@@ -289,7 +295,7 @@ def write_fixture_records(root: Path) -> None:
                 record = _fixture_record(task_id, family, method, offset, seed, metric, float(values.mean()))
                 path = record_path(root, task_id, method, seed)
                 write_record(record, path)
-                frame = pd.DataFrame({"user": users, metric: values})
+                frame = pd.DataFrame({unit: users, metric: values})
                 frame.to_parquet(path.with_name(f"seed-{seed}.users.parquet"))
 
 

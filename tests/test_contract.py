@@ -11,8 +11,8 @@ import functools
 import numpy as np
 import pytest
 
-from benchmark import harness, metrics
-from benchmark.api import BudgetExceeded, ColdBatch, Interactions, Method
+from benchmark import harness, metrics, protocols
+from benchmark.api import BudgetExceeded, ColdBatch, ColdItemBatch, Interactions, Method
 from benchmark.registry import available, load_method
 from benchmark.seeding import seed_everything
 from tests.tiny_tasks import tiny_task
@@ -78,9 +78,9 @@ def run(name: str, family: str, seed: int = 0):
     method.fit(view, budget)
     seen_in_fit = list(spy.seen)
     outputs: list[np.ndarray] = []
-    batches: list[ColdBatch] = []
+    batches: list[ColdBatch | ColdItemBatch] = []
 
-    def predict(batch: ColdBatch) -> np.ndarray:
+    def predict(batch: ColdBatch | ColdItemBatch) -> np.ndarray:
         out = method.predict(batch)
         outputs.append(np.array(out, copy=True))
         batches.append(batch)
@@ -91,7 +91,11 @@ def run(name: str, family: str, seed: int = 0):
 
 
 def leaked(enc: harness.EncodedTask, seen: list[Interactions]) -> bool:
-    """Whether anything handed out during fit is a test cold user's target-domain interaction."""
+    """Whether anything handed out during fit is a test cold user's target-domain interaction, or in a
+    cold-item family any interaction of a test cold item."""
+    if protocols.get(enc.spec.family).cold == "items":
+        cold = np.union1d(enc.tables["query"].rows.item, enc.tables["support"].rows.item)
+        return any(np.isin(rows.item, cold).any() for rows in seen)
     target = enc.domains.index(enc.spec.target)
     test_users = np.union1d(enc.tables["query"].rows.user, enc.tables["support"].rows.user)
     return any(np.isin(rows.user[enc.item_domain[rows.item] == target], test_users).any() for rows in seen)
@@ -119,7 +123,7 @@ def test_method_contract(name: str, family: str) -> None:
     enc, view, budget, seen, outputs, batches, evaluation = run(name, family)
     # finite outputs of the right shape
     for out, batch in zip(outputs, batches, strict=True):
-        shape = (len(batch.query_item),) if batch.wants_ratings else (len(batch), len(batch.candidates))
+        shape = (len(batch.query_item),) if batch.wants_ratings else (len(batch.users), len(batch.candidates))
         metrics.validate_predictions(out, shape)
     assert np.isfinite(list(evaluation.pooled.values())).all()
     # within budget

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
 
 import numpy as np
@@ -142,6 +143,39 @@ def test_a_corrupt_cache_entry_is_recomputed(cache_root):
     again = run(enc, "protonet")
     assert again.pretrain is not None and again.pretrain.source == "ran"
     assert_same_run(again, reference)
+
+
+def test_the_cache_folder_keeps_the_recently_used_entries_within_its_bound(cache_root, monkeypatch):
+    folder = cache_root / "pretrain"
+    folder.mkdir()
+    for i, name in enumerate(("old", "used", "new")):
+        path = folder / f"{name}.pt"
+        torch.save({"key": name, "payload": torch.zeros(2**16)}, path)  # about 256 KiB each
+        stamp = 1_000_000_000 + i
+        os.utime(path, (stamp, stamp))
+    assert pretrain._load("used") is not None  # a load marks the entry as used now
+    kept = sum((folder / f"{n}.pt").stat().st_size for n in ("used", "new"))
+    deleted = pretrain.evict(folder, limit=kept, keep=folder / "new.pt")
+    assert deleted == [folder / "old.pt"]
+    assert sorted(p.name for p in folder.glob("*.pt")) == ["new.pt", "used.pt"]
+    assert pretrain.evict(folder, limit=0, keep=folder / "new.pt") == [folder / "used.pt"]
+    monkeypatch.setenv("COLDBENCH_PRETRAIN_CACHE_MB", "lots")
+    with pytest.raises(ValueError, match="COLDBENCH_PRETRAIN_CACHE_MB"):
+        pretrain.cache_limit_bytes()
+
+
+def test_a_run_that_writes_the_cache_evicts_beyond_the_bound(cache_root, monkeypatch):
+    folder = cache_root / "pretrain"
+    folder.mkdir()
+    stale = folder / "stale.pt"
+    torch.save({"key": "stale", "payload": torch.zeros(2**16)}, stale)
+    os.utime(stale, (1_000_000_000, 1_000_000_000))
+    monkeypatch.setenv("COLDBENCH_PRETRAIN_CACHE_MB", "0.01")  # smaller than any entry
+    outcome = run(task_l(3), "protonet")
+    assert outcome.pretrain is not None and outcome.pretrain.source == "ran"
+    assert [p.name for p in folder.glob("*.pt")] == [
+        f"{runner.pretrain_key(task_l(3), load_method('protonet'), config_of('protonet'), 0)}.pt"
+    ]
 
 
 def _garbage_support(enc: harness.EncodedTask) -> harness.EncodedTask:

@@ -38,7 +38,10 @@ def test_every_method_but_the_floors_declares_a_search_space(name: str) -> None:
         space = tuning.search_space(cls, family)  # raises on unknown keys or a default not first
         default = cls.default_config(family)
         assert space, f"{name} ({family}): empty [search]"
-        assert all(2 <= len(v) <= 4 for v in space.values()), f"{name}: 2-4 values per key"
+        # 2-4 values per searched key; one value pins a key of the shared [search] table to this family's
+        # default (the cold-item families, whose defaults differ), which the sampler then never moves
+        assert all(1 <= len(v) <= 4 for v in space.values()), f"{name}: 1-4 values per key"
+        assert sum(len(v) >= 2 for v in space.values()) >= 2, f"{name} ({family}): fewer than 2 searched keys"
         if issubclass(cls, ClassicalMethod):  # in-fit grids: every list pinned to one value per trial
             grids = {k for k, v in default.items() if isinstance(v, list)}
             assert grids <= set(space), f"{name} ({family}): in-fit grids {grids - set(space)} not searched"

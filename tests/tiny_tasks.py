@@ -13,7 +13,14 @@ from benchmark import harness
 from tasks.artifact import TaskData, content_digest, split_hash
 from tasks.schema import canonical
 from tasks.spec import TaskBudget, TaskSpec
-from tasks.split import sample_negatives, split_leave_one_domain_out, split_published, split_rating_transfer
+from tasks.split import (
+    sample_negatives,
+    split_item_earliest,
+    split_item_ratings,
+    split_leave_one_domain_out,
+    split_published,
+    split_rating_transfer,
+)
 
 BUDGET = TaskBudget(train_examples_multiple=5, adapt_steps=5, wall_seconds=120)
 
@@ -99,6 +106,8 @@ def tiny_task(family: str) -> harness.EncodedTask:
         return _encode(spec, split_rating_transfer(synthetic(("A", "B"), explicit=True), spec))
     if family == "L":
         return tiny_l(3)
+    if family in ("IR", "IL"):
+        return tiny_items(family, 2)
     spec = _spec(
         "C",
         ("A",),
@@ -121,3 +130,17 @@ def tiny_task(family: str) -> harness.EncodedTask:
     tables = split_published(parts, {"train": source}, spec)
     tables["negatives"] = sample_negatives(tables["query"], target["item"].unique(), target, spec)
     return _encode(spec, tables)
+
+
+def tiny_items(family: str, k: int) -> harness.EncodedTask:
+    """The tiny cold-item task of ``family`` (IR: explicit, one source; IL: implicit, two sources) at K=k."""
+    explicit = family == "IR"
+    domains = ("A", "B") if explicit else ("A", "B", "C")
+    metrics = (
+        ("mae", "rmse", "item_mae", "item_rmse") if explicit else ("item_ndcg@10", "item_hr@10", "item_mrr")
+    )
+    spec = _spec(
+        family, domains[:-1], domains[-1], k, metrics, beta=0.3, valid_fraction=0.2, filters={"pool": 3}
+    )
+    split = split_item_ratings if explicit else split_item_earliest
+    return _encode(spec, split(synthetic(domains, explicit=explicit, n_users=120), spec))

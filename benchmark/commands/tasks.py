@@ -108,7 +108,8 @@ def _summary(spec: TaskSpec, out: Path, origin: str) -> dict:
         row["audit"] = _audit_cell(manifest.get("audit"))
         row |= {
             "train_rows": counts["train_rows"],
-            "cold_users": counts["test_users"],
+            # the cold units: test users, or test cold items in a cold-item family
+            "cold_users": counts["test_cold_items" if "test_cold_items" in counts else "test_users"],
             "query_rows": counts["query_rows"],
             "split_hash": json.loads(manifest_path.read_text())["split_hash"],
         }
