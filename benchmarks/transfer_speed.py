@@ -26,9 +26,7 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,28 +141,6 @@ class Tree:
         self.proc.wait()
 
 
-@contextlib.contextmanager
-def worktree(ref: str) -> Iterator[tuple[Path, str]]:
-    """``ref`` checked out in a temporary git worktree, removed afterwards."""
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", ref], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    folder = Path(tempfile.mkdtemp(prefix="coldbench-baseline-"))
-    subprocess.run(
-        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), commit],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield folder, commit
-    finally:
-        subprocess.run(
-            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)],
-            check=False,
-            capture_output=True,
-        )
-
-
 def summarize_tree(cells: list[list[dict[str, Any]]]) -> dict[str, Any]:
     """Per cell the median over rounds; totals and per-method sums of those medians."""
     by_cell: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -207,6 +183,10 @@ def main() -> int:
     if args.child:
         child(args)
         return 0
+    # the driver only: a child imports its own tree's code through PYTHONPATH, so never this repo's
+    sys.path.insert(0, str(REPO))
+    from benchmarks.suite_speed import worktree  # stdlib only at import
+
     with contextlib.ExitStack() as stack:
         trees: dict[str, tuple[Path, str]] = {"current": (REPO, "working tree")}
         if args.baseline:

@@ -264,7 +264,6 @@ class MAML(Method):
         eligible = {k: np.flatnonzero((count > k) & (self.has_history | (k > 0))) for k in shots}
         size = int(cfg["meta_batch"])
         n_meta = -(-max(len(e) for e in eligible.values()) // size)
-        meta_losses = BACKENDS[cfg["backend"]]
         self.model.train()
         total = 0.0
         for _ in range(n_meta):
@@ -280,22 +279,29 @@ class MAML(Method):
             support = self._task(user, *self._support_rows(source, target, k), sup_neg)
             qry_neg = self._negatives(False, rng)
             query = self._task(user, items[users, k:], ratings[users, k:], mask[users, k:], qry_neg)
-            loss = meta_losses(
-                self.model,
-                self.loss,
-                support,
-                self.loss,
-                query,
-                int(cfg["inner_steps"]),
-                float(cfg["inner_lr"]),
-                bool(cfg["first_order"]),
-            ).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
+            total += self._meta_step(opt, support, query)
         self.model.eval()
         return total / max(n_meta, 1)
+
+    def _meta_step(
+        self, opt: torch.optim.Optimizer, support: tuple[Tensor, ...], query: tuple[Tensor, ...]
+    ) -> float:
+        """One outer step on a meta-batch of tasks (cold users, or cold items); returns its mean loss."""
+        cfg = self.config
+        loss = BACKENDS[cfg["backend"]](
+            self.model,
+            self.loss,
+            support,
+            self.loss,
+            query,
+            int(cfg["inner_steps"]),
+            float(cfg["inner_lr"]),
+            bool(cfg["first_order"]),
+        ).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
 
     def _select_inner(self, view: TrainView, best: float) -> None:
         """Prediction-time inner steps, then the inner lr scale, on validation users (a coordinate search)."""
@@ -441,7 +447,6 @@ class MAML(Method):
         eligible = {k: np.flatnonzero(count > k) for k in shots}
         size = int(cfg["meta_batch"])
         n_meta = -(-max(len(e) for e in eligible.values()) // size)
-        meta_losses = BACKENDS[cfg["backend"]]
         self.model.train()
         total = 0.0
         for _ in range(n_meta):
@@ -456,20 +461,7 @@ class MAML(Method):
             support = self._task(item, *sup, self._user_negatives(rng))
             qry = (users[chosen, k:], ratings[chosen, k:], mask[chosen, k:])
             query = self._task(item, *qry, self._user_negatives(rng))
-            loss = meta_losses(
-                self.model,
-                self.loss,
-                support,
-                self.loss,
-                query,
-                int(cfg["inner_steps"]),
-                float(cfg["inner_lr"]),
-                bool(cfg["first_order"]),
-            ).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
+            total += self._meta_step(opt, support, query)
         self.model.eval()
         return total / max(n_meta, 1)
 
