@@ -344,11 +344,19 @@ class MAML(Method):
         target = _padded(batch.support, n, k, self.device)
         support = self._task(user, *self._support_rows(source, target, k), self._negatives(k == 0, rng))
         batch.spend_adapt_steps(self.inner_steps)
+        fast = self._adapt(support)
+        if batch.wants_ratings:
+            return self._rate(fast, user, batch.query_user, batch.query_item, n)
+        return self._rank(fast, user, batch.candidates)
+
+    def _adapt(self, support: tuple[Tensor, ...]):
+        """The decision parameters adapted on a batch of supports (cold users, or cold items), first order:
+        ``inner_steps`` steps of ``inner_lr``, batched over the tasks."""
 
         def task_loss(params, *task):
             return self.loss(partial(self.model.decide, params), *task)
 
-        fast = adapt(
+        return adapt(
             self.model.decision_params(),
             task_loss,
             support,
@@ -356,9 +364,6 @@ class MAML(Method):
             self.inner_lr,
             first_order=True,
         )
-        if batch.wants_ratings:
-            return self._rate(fast, user, batch.query_user, batch.query_item, n)
-        return self._rank(fast, user, batch.candidates)
 
     def _rate(self, fast, user: Tensor, q_user: np.ndarray, q_item: np.ndarray, n: int) -> np.ndarray:
         order = np.argsort(q_user, kind="stable")
@@ -490,19 +495,7 @@ class MAML(Method):
         if k == 0:  # the support withheld (``validate_pretrain``): nothing to adapt on
             fast = expand_params(self.model.decision_params(), n)
         else:
-
-            def task_loss(params, *task):
-                return self.loss(partial(self.model.decide, params), *task)
-
-            support = self._task(item, *sup, self._fixed_negatives())
-            fast = adapt(
-                self.model.decision_params(),
-                task_loss,
-                support,
-                self.inner_steps,
-                self.inner_lr,
-                first_order=True,
-            )
+            fast = self._adapt(self._task(item, *sup, self._fixed_negatives()))
         if batch.wants_ratings:
             return self._rate(fast, item, np.searchsorted(batch.items, batch.query_item), batch.query_user, n)
         return np.ascontiguousarray(self._rank(fast, item, np.asarray(batch.query_users)).T)
