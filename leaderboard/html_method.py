@@ -100,11 +100,13 @@ def _method_tuning(name: str) -> list[str]:
     sizes = sorted({g.get("n_trials", 0) for g in load_tuned(name).get("groups", {}).values()})
     n = str(sizes[0]) if len(sizes) == 1 else f"up to {sizes[-1]}"
     return [
-        f"<h2>Tuning: {esc(n)} configurations per task group, validation users, seed 0</h2>",
+        f"<h2>Tuning: {esc(n)} configurations per task group, validation users or items, seed 0</h2>",
         how_to_read(
             "one row per task group (tasks sharing training data), scored on its smallest-K task; the "
             "default configuration is the first trial, and the best validation score (−user_mae in family R, "
-            "ndcg@10 in L and C: higher is better) wins, the earlier trial on a tie. Test users never enter."
+            "ndcg@10 in L and C on validation cold users; −item_mae in IR, item_ndcg@10 in IL on validation "
+            "cold items: higher is better) wins, the earlier trial on a tie. Test users and test cold items "
+            "never enter."
         ),
         html_table([esc(h) for h in CARD_HEADER], [[esc(c) for c in row] for row in tuned]),
     ]

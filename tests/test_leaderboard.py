@@ -633,7 +633,9 @@ def test_method_card_shows_summary_defaults_and_tuning(
     assert f"<dt>Summary</dt><dd>{formatting.esc(cls.summary)}</dd>" in card
     assert "<dt>Package</dt><dd>coldbench " in card and "<code>R</code>: dim=32" in card
     tuned = card.split("</dl>\n", 1)[1]
-    assert tuned.startswith("<h2>Tuning: 2 configurations per task group, validation users, seed 0</h2>")
+    assert tuned.startswith(
+        "<h2>Tuning: 2 configurations per task group, validation users or items, seed 0</h2>"
+    )
     assert "<td>R-tuned-k0</td><td>2 (2 ok)</td><td>-0.7900</td><td>-0.8100</td><td>lr=0.03</td>" in tuned
     other = next(v.decode() for k, v in pages.items() if k.startswith("pages/method-alpha-"))
     assert "not installed where this page was built" in other and "<h2>Tuning" not in other
