@@ -56,7 +56,7 @@ chosen in ``fit``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, ClassVar
 
@@ -84,6 +84,23 @@ ITEM_FAMILIES = ("IR", "IL")
 def _padded(rows: Interactions, n_users: int, width: int, device: torch.device) -> tuple[Tensor, ...]:
     """``Interactions.padded`` as tensors on ``device``: (items, ratings, mask), each ``(n_users, width)``."""
     return tuple(torch.from_numpy(a).to(device) for a in rows.padded(n_users, width))
+
+
+def _meta_batches(
+    shots: list[int], eligible: dict[int, np.ndarray], size: int, rng: np.random.Generator
+) -> tuple[int, Iterator[tuple[int, np.ndarray]]]:
+    """One pass of meta-batches: their number (enough for the shot with the most eligible tasks to fill them)
+    and a generator of (K, up to ``size`` sorted eligible tasks drawn without replacement), skipping a batch
+    whose drawn K has none. A generator, so that the caller's own draws from ``rng`` interleave with these."""
+    n_meta = -(-max(len(e) for e in eligible.values()) // size)
+
+    def batches() -> Iterator[tuple[int, np.ndarray]]:
+        for _ in range(n_meta):
+            k = int(rng.choice(shots))
+            if len(eligible[k]):
+                yield k, np.sort(rng.choice(eligible[k], min(size, len(eligible[k])), replace=False))
+
+    return n_meta, batches()
 
 
 def _rating_loss(score: Scorer, user: Tensor, vec: Tensor, bias: Tensor, y: Tensor, mask: Tensor) -> Tensor:
@@ -262,15 +279,10 @@ class MAML(Method):
         items, ratings, mask = _padded(rows, n_users, max(shots) + int(cfg["query_size"]), self.device)
         count = rows.counts(n_users)
         eligible = {k: np.flatnonzero((count > k) & (self.has_history | (k > 0))) for k in shots}
-        size = int(cfg["meta_batch"])
-        n_meta = -(-max(len(e) for e in eligible.values()) // size)
+        n_meta, batches = _meta_batches(shots, eligible, int(cfg["meta_batch"]), rng)
         self.model.train()
         total = 0.0
-        for _ in range(n_meta):
-            k = int(rng.choice(shots))
-            if len(eligible[k]) == 0:
-                continue
-            chosen = np.sort(rng.choice(eligible[k], min(size, len(eligible[k])), replace=False))
+        for k, chosen in batches:
             users = torch.from_numpy(chosen).to(self.device)
             user = self.model.user_repr(*(t[users] for t in self.hist))
             sup_neg = self._negatives(k == 0, rng)
@@ -450,17 +462,11 @@ class MAML(Method):
         users, ratings, mask = _padded(tasks, self.n_items, max(shots) + int(cfg["query_size"]), self.device)
         count = tasks.counts(self.n_items)
         eligible = {k: np.flatnonzero(count > k) for k in shots}
-        size = int(cfg["meta_batch"])
-        n_meta = -(-max(len(e) for e in eligible.values()) // size)
+        n_meta, batches = _meta_batches(shots, eligible, int(cfg["meta_batch"]), rng)
         self.model.train()
         total = 0.0
-        for _ in range(n_meta):
-            k = int(rng.choice(shots))
-            if len(eligible[k]) == 0:
-                continue
-            chosen = torch.from_numpy(
-                np.sort(rng.choice(eligible[k], min(size, len(eligible[k])), replace=False))
-            ).to(self.device)
+        for k, found in batches:
+            chosen = torch.from_numpy(found).to(self.device)
             sup = (users[chosen, :k], ratings[chosen, :k], mask[chosen, :k])
             item = self.model.user_repr(*sup)
             support = self._task(item, *sup, self._user_negatives(rng))
